@@ -1,0 +1,103 @@
+"""Sending calls to Redis: EVALSHA with NOSCRIPT recovery, pipelines, retries.
+
+With the config, the only code that talks to redis-py. Every redis-py
+exception is translated into rapidfire's at this boundary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import redis.exceptions
+
+from ._errors import RedisUnavailableError, translate
+from ._protocol import Call, raise_first_error, retry_delays
+
+__all__ = ["AsyncExecutor"]
+
+log = logging.getLogger("rapidfire.redis")
+
+
+class AsyncExecutor:
+    """Runs calls on a redis-py client of this flavour."""
+
+    def __init__(self, client: Any, where: str, retries: int) -> None:
+        self.client = client
+        self.where = where
+        self.retries = retries
+
+    async def run(self, call: Call) -> Any:
+        """Send one call, retrying an idempotent one after connection errors."""
+        return (await self.run_many([call], single=True))[0]
+
+    async def run_many(
+        self, calls: Sequence[Call], *, single: bool = False
+    ) -> list[Any]:
+        """Send calls in one pipeline (not a transaction); raise the first error.
+
+        A batch of calls is retried after a connection error only when every
+        call in it is idempotent.
+        """
+        if not calls:
+            return []
+        idempotent = all(c.idempotent for c in calls)
+        delays = retry_delays(self.retries if idempotent else 0)
+        while True:
+            try:
+                with translate(self.where):
+                    if single:
+                        return [await self._send(calls[0])]
+                    return await self._send_many(calls)
+            except RedisUnavailableError:
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                log.warning(
+                    "Redis at %s unreachable; retrying in %.2fs", self.where, delay
+                )
+                await anyio.sleep(delay)
+
+    async def _send(self, call: Call) -> Any:
+        if call.script is None:
+            return await self.client.execute_command(*call.args)
+        script = call.script
+        try:
+            return await self.client.evalsha(
+                script.sha, len(call.keys), *call.keys, *call.args
+            )
+        except redis.exceptions.NoScriptError:
+            log.info("reloading script %s after NOSCRIPT", script.name)
+            await self.client.script_load(script.source)
+            return await self.client.evalsha(
+                script.sha, len(call.keys), *call.keys, *call.args
+            )
+
+    async def _send_many(self, calls: Sequence[Call]) -> list[Any]:
+        replies = await self._pipeline(calls)
+        missing = [
+            i
+            for i, reply in enumerate(replies)
+            if isinstance(reply, redis.exceptions.NoScriptError)
+        ]
+        if missing:
+            sources = {s.source for i in missing if (s := calls[i].script) is not None}
+            for source in sources:
+                await self.client.script_load(source)
+            log.info("reloaded %d script(s) after NOSCRIPT", len(sources))
+            again = await self._pipeline([calls[i] for i in missing])
+            for i, reply in zip(missing, again):
+                replies[i] = reply
+        raise_first_error(replies)
+        return replies
+
+    async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for call in calls:
+            if call.script is None:
+                pipe.execute_command(*call.args)
+            else:
+                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+        return list(await pipe.execute(raise_on_error=False))

@@ -1,0 +1,433 @@
+# Generated from _async_batcher.py by tools/unasync.py. Do not edit: change _async_batcher.py
+# and run `python tools/unasync.py`.
+"""Batcher: the batcher API for threads and plain code."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ._codec import Codec
+from ._config import RedisConfig
+from ._errors import ArgumentTypeError, InvalidArgumentError
+from ._executor import SyncExecutor
+from ._models import (
+    Batch,
+    ConversationState,
+    DeadLetter,
+    DrainReport,
+    PushReceipt,
+    Stats,
+)
+from ._policy import BatchPolicy
+from ._protocol import ClaimResult, NackOutcome, Protocol
+from ._validate import seconds as check_seconds
+
+__all__ = ["Batcher"]
+
+log = logging.getLogger("rapidfire.batcher")
+
+LAYOUT_RECHECK = 3600.0
+MAX_ERROR_CHARS = 2000
+Handler = Callable[[Batch], Any]
+
+
+class Batcher:
+    """Collects each conversation's burst of messages into one batch, on Redis.
+
+    Producers ``push`` messages; workers ``claim`` ready batches (or run
+    ``drain``), handle them and ``ack``. A batch is leased to one claimer at a
+    time; a claimer that dies loses nothing, since the lease runs out and the
+    batch is delivered again. See :class:`BatchPolicy` for when a batch
+    becomes ready.
+
+    Creating a batcher is cheap and sends nothing; it connects on first use and
+    then logs, once, the :meth:`RedisConfig.describe` line of its config.
+    The batcher is safe to share between threads.
+
+    Args:
+        config: Where the namespace lives. Every producer and worker of a
+            namespace must use the same server, database and namespace.
+        policy: Batching and retry rules; :class:`BatchPolicy` defaults if
+            omitted.
+        codec: Turns messages into bytes; JSON by default.
+        clock: For tests only: a function returning the time in seconds, used
+            by every script in place of the Redis server's clock.
+    """
+
+    def __init__(
+        self,
+        config: RedisConfig,
+        policy: BatchPolicy | None = None,
+        *,
+        codec: Codec | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if not isinstance(config, RedisConfig):
+            raise ArgumentTypeError(
+                f"config must be a RedisConfig, got {type(config).__name__}"
+            )
+        if policy is not None and not isinstance(policy, BatchPolicy):
+            raise ArgumentTypeError(
+                f"policy must be a BatchPolicy or None, got {type(policy).__name__}"
+            )
+        self._protocol = Protocol(config, policy or BatchPolicy(), codec, clock)
+        self._executor: SyncExecutor | None = None
+        self._layout_checked = 0.0
+        self._lock = threading.Lock()
+        self._next_shard = 0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config.describe()!r})"
+
+    @property
+    def config(self) -> RedisConfig:
+        """The config this batcher was built with."""
+        return self._protocol.config
+
+    @property
+    def policy(self) -> BatchPolicy:
+        """The policy this batcher was built with."""
+        return self._protocol.policy
+
+    @property
+    def protocol(self) -> Protocol:
+        """The I/O-free request builder (for workers and tools built on this)."""
+        return self._protocol
+
+    # -- connection ---------------------------------------------------------
+
+    def _ready(self) -> SyncExecutor:
+        executor = self._executor
+        if (
+            executor is not None
+            and time.monotonic() - self._layout_checked < LAYOUT_RECHECK
+        ):
+            return executor
+        with self._lock:
+            if self._executor is None:
+                config = self.config
+                self._executor = SyncExecutor(
+                    config.client(), config.where, config.retries
+                )
+                log.info("rapidfire using %s", config.describe())
+            executor = self._executor
+            if time.monotonic() - self._layout_checked >= LAYOUT_RECHECK:
+                replies = executor.run_many(self._protocol.layout_calls())
+                self._protocol.check_layout(replies)
+                self._layout_checked = time.monotonic()
+        return executor
+
+    def ping(self) -> float:
+        """Round-trip time to Redis in seconds; raises when it is unreachable."""
+        executor = self._ready()
+        start = time.perf_counter()
+        executor.run(self._protocol.ping_call())
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        """Close the connection pool. The batcher reconnects if used again."""
+        executor, self._executor = self._executor, None
+        self._layout_checked = 0.0
+        if executor is not None:
+            executor.client.close()
+
+    def __enter__(self) -> Batcher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- producing ------------------------------------------------------------
+
+    def push(
+        self, conversation: str, message: Any, *, dedupe_id: str | None = None
+    ) -> PushReceipt:
+        """Append a message to the conversation's open batch, in one round trip.
+
+        The batch's deadline moves to ``now + debounce`` (never past its first
+        message + ``max_wait``), on the server's clock. A push that fills the
+        batch to ``max_size`` makes it ready at once; the next push starts a
+        new batch.
+
+        Args:
+            conversation: Who the message belongs to (for example a phone
+                number); batches never mix conversations.
+            message: Anything the codec can encode (JSON by default).
+            dedupe_id: The platform's message id. A second push with an id seen
+                in this conversation within ``dedupe_window`` stores nothing and
+                returns ``duplicate=True``, even when both race.
+
+        Raises:
+            InvalidArgumentError: A bad conversation, dedupe id or message;
+                nothing was stored.
+            RedisUnavailableError: Redis could not be reached in time. A push
+                with a ``dedupe_id`` is retried safely; one without is not
+                retried, since a push whose reply was lost may have been stored.
+        """
+        call = self._protocol.push_call(conversation, message, dedupe_id)
+        executor = self._ready()
+        return self._protocol.decode_push(conversation, executor.run(call))[0]
+
+    def push_many(self, items: Iterable[Any]) -> list[PushReceipt]:
+        """Push many messages in one round trip; receipts come back in order.
+
+        Each item is ``(conversation, message)`` or ``(conversation, message,
+        dedupe_id)``. Every item is validated before anything is sent. The
+        messages of one conversation are stored in one atomic step; different
+        conversations are independent steps of one pipeline.
+        """
+        calls, positions, conversations = self._protocol.push_calls(items)
+        if not calls:
+            return []
+        executor = self._ready()
+        replies = executor.run_many(calls)
+        receipts: list[PushReceipt | None] = [None] * sum(map(len, positions))
+        for conversation, where, reply in zip(conversations, positions, replies):
+            for position, receipt in zip(
+                where, self._protocol.decode_push(conversation, reply)
+            ):
+                receipts[position] = receipt
+        return [r for r in receipts if r is not None]
+
+    def flush(self, conversation: str) -> int:
+        """Close the conversation's open batch and make it ready now.
+
+        Returns how many messages it holds (0 when no batch was open). A
+        flushed batch waiting behind one in flight is claimable once that one
+        is acknowledged.
+        """
+        call = self._protocol.flush_call(conversation)
+        executor = self._ready()
+        return int(executor.run(call))
+
+    # -- consuming ------------------------------------------------------------
+
+    def claim(self, limit: int = 10) -> list[Batch]:
+        """Lease up to ``limit`` ready batches to the caller.
+
+        Each batch goes to exactly one claimer, leased for the policy's
+        ``lease`` seconds with a fresh fencing token. At most one batch of a
+        conversation is in flight at a time. Returns at once, with an empty
+        list when nothing is ready.
+        """
+        limit = self._protocol.check_limit(limit)
+        batches: list[Batch] = []
+        shards = self._protocol.shard_count
+        start, self._next_shard = self._next_shard, (self._next_shard + 1) % shards
+        for i in range(shards):
+            result = self.claim_shard((start + i) % shards, limit - len(batches))
+            batches.extend(result.batches)
+            if len(batches) >= limit:
+                break
+        return batches
+
+    def claim_shard(self, shard: int, limit: int) -> ClaimResult:
+        """Claim from one shard; the result also tells its next deadline."""
+        call = self._protocol.claim_call(shard, limit)
+        executor = self._ready()
+        return self._protocol.decode_claim(shard, executor.run(call))
+
+    def ack(self, batch: Batch) -> bool:
+        """Report a batch handled: its messages are removed for good.
+
+        Returns False, and changes nothing, when the caller no longer holds the
+        batch: its lease ran out (it may be delivered again) or another
+        claimer holds it now.
+        """
+        call = self._protocol.ack_call(batch)
+        executor = self._ready()
+        return bool(executor.run(call))
+
+    def nack(
+        self, batch: Batch, delay: float | None = None, *, error: str | None = None
+    ) -> NackOutcome:
+        """Give a batch back to be delivered again after ``delay`` seconds.
+
+        Without ``delay`` the policy's backoff for this attempt is used. A
+        batch already delivered ``max_attempts`` times moves to the dead
+        letters instead, with ``error``. Returns ``"retry"``, ``"dead"``, or
+        ``"lost"`` when the caller no longer holds the batch.
+        """
+        if delay is None:
+            delay = self.policy.backoff(self._protocol.check_batch(batch).attempt)
+        delay = check_seconds("delay", delay)
+        text = "" if error is None else str(error)[:MAX_ERROR_CHARS]
+        call = self._protocol.nack_call(batch, delay, text)
+        executor = self._ready()
+        outcome: NackOutcome = self._protocol.decode_nack(executor.run(call))
+        return outcome
+
+    def release(self, batch: Batch, delay: float = 0.0) -> bool:
+        """Give a batch back unused: this delivery does not count as an attempt.
+
+        For a worker shutting down. Returns False when the caller no longer
+        holds the batch.
+        """
+        delay = check_seconds("delay", delay)
+        call = self._protocol.nack_call(batch, delay, "", counted=False)
+        executor = self._ready()
+        return self._protocol.decode_nack(executor.run(call)) == "retry"
+
+    def extend(self, batch: Batch, seconds: float | None = None) -> bool:
+        """Renew the caller's lease: it now ends ``seconds`` from now.
+
+        Defaults to the policy's lease. Returns False when the caller no longer
+        holds the batch (the lease had already run out).
+        """
+        lease = self.policy.lease if seconds is None else seconds
+        lease = check_seconds("seconds", lease, minimum=0.001)
+        call = self._protocol.extend_call(batch, lease)
+        executor = self._ready()
+        return bool(executor.run(call))
+
+    def extend_many(
+        self, batches: Iterable[Batch], seconds: float | None = None
+    ) -> list[bool]:
+        """:meth:`extend` several batches in one round trip."""
+        lease = self.policy.lease if seconds is None else seconds
+        lease = check_seconds("seconds", lease, minimum=0.001)
+        calls = [self._protocol.extend_call(b, lease) for b in batches]
+        executor = self._ready()
+        return [bool(r) for r in executor.run_many(calls)]
+
+    def owns(self, batch: Batch) -> bool:
+        """Whether the caller still holds the batch (its lease is current).
+
+        Call it right before an irreversible side effect, such as sending the
+        reply. It narrows the window for a duplicate; it cannot close it, so
+        make the side effect idempotent on ``batch.id`` where the platform
+        allows.
+        """
+        call = self._protocol.owns_call(batch)
+        executor = self._ready()
+        return bool(executor.run(call))
+
+    def drain(
+        self,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        until_idle: bool = False,
+        stop: Any = None,
+        grace: float = 30.0,
+        renew: bool = True,
+    ) -> DrainReport:
+        """Claim and handle batches until stopped (or idle).
+
+        Each claimed batch is passed to ``handler``. When it returns, the
+        batch is acknowledged; when it raises, the batch is nacked with the
+        policy's backoff and the error. While a handler runs its lease is
+        renewed (``renew=False`` turns that off). An idle worker sleeps until
+        the next deadline or a push that brings one closer; it does not poll.
+
+        Args:
+            handler: Called with each :class:`Batch`; runs in a worker thread.
+            concurrency: Batches handled at the same time.
+            until_idle: Return once nothing is pending or in flight in the
+                namespace (waiting for open batches to become ready).
+            stop: An event (anything with ``is_set()``): when set, claiming
+                stops, batches in hand get ``grace`` seconds to finish, and
+                those that do not are given back with :meth:`release`.
+            grace: Seconds to let handlers finish after ``stop``.
+            renew: Renew leases while handlers run.
+        """
+        from ._worker import drain as run_drain
+
+        if (
+            isinstance(concurrency, bool)
+            or not isinstance(concurrency, int)
+            or concurrency < 1
+        ):
+            raise InvalidArgumentError(
+                f"concurrency must be an integer >= 1, got {concurrency!r}"
+            )
+        grace = check_seconds("grace", grace)
+        return run_drain(
+            self,
+            handler,
+            concurrency=concurrency,
+            until_idle=until_idle,
+            stop=stop,
+            grace=grace,
+            renew=renew,
+        )
+
+    # -- looking --------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """Pending, in-flight and dead batches, and the counters, over all shards."""
+        executor = self._ready()
+        return self._protocol.decode_stats(
+            executor.run_many(self._protocol.stats_calls())
+        )
+
+    def inspect(self, conversation: str) -> ConversationState:
+        """Everything stored for one conversation (batches, lease, last error)."""
+        calls = self._protocol.inspect_calls(conversation)
+        executor = self._ready()
+        return self._protocol.decode_inspect(conversation, executor.run_many(calls))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The oldest dead letters, up to ``limit``, oldest first."""
+        limit = self._protocol.check_limit(limit)
+        executor = self._ready()
+        indexes = executor.run_many(self._protocol.dead_index_calls(limit))
+        found = []
+        for shard, index in zip(self._protocol.layout.all_shards(), indexes):
+            for member, score in zip(index[::2], index[1::2]):
+                found.append((float(score), shard, member.decode()))
+        found.sort(key=lambda entry: entry[0])
+        letters = []
+        for _, shard, batch_id in found[:limit]:
+            fields, messages = executor.run_many(
+                self._protocol.dead_letter_calls(shard, batch_id)
+            )
+            letter = self._protocol.decode_dead_letter(batch_id, fields, messages)
+            if letter is not None:
+                letters.append(letter)
+        return letters
+
+    def dead_letter(self, batch_id: str) -> DeadLetter | None:
+        """One dead letter by its batch id, or None."""
+        shard = self._protocol.shard_of_dead_letter(batch_id)
+        executor = self._ready()
+        fields, messages = executor.run_many(
+            self._protocol.dead_letter_calls(shard, batch_id)
+        )
+        return self._protocol.decode_dead_letter(batch_id, fields, messages)
+
+    def requeue(self, dead: DeadLetter | str) -> int:
+        """Bring a dead letter back as a batch that is ready now (attempts reset).
+
+        It goes before the conversation's batches that are not in flight.
+        Returns how many messages came back (0 when it no longer exists).
+        """
+        letter = self._dead_letter_of(dead)
+        if letter is None:
+            return 0
+        executor = self._ready()
+        return int(executor.run(self._protocol.requeue_call(letter)))
+
+    def purge(self, dead: DeadLetter | str) -> bool:
+        """Delete a dead letter for good. Returns False when it did not exist."""
+        batch_id = dead.id if isinstance(dead, DeadLetter) else dead
+        if not isinstance(batch_id, str):
+            raise ArgumentTypeError(
+                f"dead must be a DeadLetter or its id, got {type(dead).__name__}"
+            )
+        call = self._protocol.purge_call(batch_id)
+        executor = self._ready()
+        return bool(executor.run(call))
+
+    def _dead_letter_of(self, dead: DeadLetter | str) -> DeadLetter | None:
+        if isinstance(dead, DeadLetter):
+            return dead
+        if not isinstance(dead, str):
+            raise ArgumentTypeError(
+                f"dead must be a DeadLetter or its id, got {type(dead).__name__}"
+            )
+        return self.dead_letter(dead)

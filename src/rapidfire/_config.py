@@ -1,0 +1,369 @@
+"""RedisConfig: the one place where every process learns where its batches live.
+
+Producers and workers that share a namespace must share a RedisConfig (the
+same URL, database and namespace). Build it from the environment in every
+process with :meth:`RedisConfig.from_env`, and compare the line that
+:meth:`RedisConfig.describe` prints at start: it is the same in every process
+that can see the others' batches.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from ._validate import Duration, check_int, seconds
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import redis
+    import redis.asyncio
+
+__all__ = ["ENV_URL", "RedisConfig"]
+
+ENV_URL = "RAPIDFIRE_REDIS_URL"
+ENV_NAMESPACE = "RAPIDFIRE_NAMESPACE"
+ENV_FALLBACK_URL = "REDIS_URL"
+
+_SCHEMES = ("redis", "rediss", "unix", "memory")
+_NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+_CERT_REQS = ("required", "optional", "none")
+_MAX_SHARDS = 1024
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    """Where a namespace's batches live, and how to reach them.
+
+    Build one with :meth:`from_url` or :meth:`from_env`; the constructor takes
+    the same arguments. The config is frozen and validated when built: a bad
+    value raises :class:`ConfigurationError` naming the field and the value.
+
+    Args:
+        url: ``redis://[user:password@]host[:port][/db]``, ``rediss://...``
+            for TLS, ``unix:///path/to/socket[?db=N]``, or ``memory://[name]``
+            for the embedded in-process server (for tests and demos).
+        namespace: Prefix of every key; processes that share a namespace share
+            batches. Letters, digits and ``_ . : -``, at most 64 characters.
+        db: Database index; overrides the one in the URL.
+        username: Overrides the URL's user name.
+        password: Overrides the URL's password. Never shown in ``repr``,
+            :meth:`describe` or logs.
+        connect_timeout: Seconds to wait for a connection.
+        command_timeout: Seconds to wait for an answer to a command.
+        retries: How often an idempotent step is retried after a connection
+            error, with exponential backoff.
+        health_check_interval: Seconds after which an idle pooled connection is
+            checked with PING before use.
+        max_connections: Pool size limit; ``None`` for no limit.
+        shards: How many shards the namespace's ready index is split into.
+            Part of the namespace's layout, recorded in Redis on first use.
+        ssl_ca_certs, ssl_certfile, ssl_keyfile: TLS files (``rediss://``).
+        ssl_cert_reqs: ``"required"`` (default), ``"optional"`` or ``"none"``.
+        ssl_check_hostname: Verify the server's host name (default true).
+    """
+
+    url: str = field(repr=False)
+    namespace: str = "rapidfire"
+    db: int | None = None
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    connect_timeout: Duration = 5.0
+    command_timeout: Duration = 5.0
+    retries: int = 3
+    health_check_interval: Duration = 15.0
+    max_connections: int | None = None
+    shards: int = 1
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_cert_reqs: str = "required"
+    ssl_check_hostname: bool = True
+
+    scheme: str = field(init=False, repr=False)
+    host: str = field(init=False, repr=False)
+    port: int = field(init=False, repr=False)
+    path: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or not self.url:
+            raise ConfigurationError(
+                f"url must be a non-empty string, got {self.url!r}"
+            )
+        parts = urlsplit(self.url)
+        scheme = parts.scheme.lower()
+        if scheme not in _SCHEMES:
+            raise ConfigurationError(
+                f"url has unknown scheme {parts.scheme!r} in {_redact_url(self.url)!r};"
+                f" use one of {', '.join(s + '://' for s in _SCHEMES)}"
+            )
+        query = parse_qs(parts.query)
+        host, port, path = "", 0, ""
+        url_db: str | None = None
+        if scheme in ("redis", "rediss"):
+            host = parts.hostname or "localhost"
+            try:
+                port = parts.port or 6379
+            except ValueError:
+                raise ConfigurationError(
+                    f"url has an invalid port in {_redact_url(self.url)!r}"
+                ) from None
+            db_part = parts.path.lstrip("/")
+            url_db = db_part or None
+        elif scheme == "unix":
+            path = unquote(parts.path)
+            if not path:
+                raise ConfigurationError(
+                    f"url {self.url!r} names no socket path (unix:///path/to.sock)"
+                )
+            host = "localhost"
+        else:
+            host = parts.netloc or "default"
+            db_part = parts.path.lstrip("/")
+            url_db = db_part or None
+        if "db" in query:
+            url_db = query["db"][-1]
+        object.__setattr__(self, "scheme", scheme)
+        object.__setattr__(self, "host", host)
+        object.__setattr__(self, "port", port)
+        object.__setattr__(self, "path", path)
+
+        if self.db is None:
+            object.__setattr__(self, "db", _parse_db(url_db if url_db else "0"))
+        elif isinstance(self.db, bool) or not isinstance(self.db, int) or self.db < 0:
+            raise ConfigurationError(f"db must be an integer >= 0, got {self.db!r}")
+        if self.username is None and parts.username:
+            object.__setattr__(self, "username", unquote(parts.username))
+        if self.password is None and parts.password:
+            object.__setattr__(self, "password", unquote(parts.password))
+
+        if not isinstance(self.namespace, str) or not _NAMESPACE.fullmatch(
+            self.namespace
+        ):
+            raise ConfigurationError(
+                f"namespace must be 1-64 letters, digits or _ . : - (starting with"
+                f" a letter or digit), got {self.namespace!r}"
+            )
+        for name in ("connect_timeout", "command_timeout", "health_check_interval"):
+            value = seconds(name, getattr(self, name))
+            if name != "health_check_interval" and value <= 0:
+                raise ConfigurationError(f"{name} must be > 0 s, got {value!r}")
+            object.__setattr__(self, name, value)
+        check_int("retries", self.retries, 0, 100)
+        check_int("shards", self.shards, 1, _MAX_SHARDS)
+        if self.max_connections is not None:
+            check_int("max_connections", self.max_connections, 1, 1_000_000)
+        if self.ssl_cert_reqs not in _CERT_REQS:
+            raise ConfigurationError(
+                f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)},"
+                f" got {self.ssl_cert_reqs!r}"
+            )
+
+    # -- building ------------------------------------------------------------
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> RedisConfig:
+        """Build a config from a URL; ``options`` are the other fields."""
+        return cls(url=url, **options)
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        default_url: str | None = None,
+        **options: Any,
+    ) -> RedisConfig:
+        """Build a config from environment variables.
+
+        ``RAPIDFIRE_REDIS_URL`` (or, failing that, ``REDIS_URL``) gives the URL,
+        ``RAPIDFIRE_NAMESPACE`` the namespace. Optional: ``RAPIDFIRE_REDIS_DB``,
+        ``RAPIDFIRE_REDIS_USERNAME``, ``RAPIDFIRE_REDIS_PASSWORD``,
+        ``RAPIDFIRE_REDIS_CONNECT_TIMEOUT``, ``RAPIDFIRE_REDIS_TIMEOUT``,
+        ``RAPIDFIRE_REDIS_RETRIES``, ``RAPIDFIRE_REDIS_MAX_CONNECTIONS``,
+        ``RAPIDFIRE_SHARDS``, ``RAPIDFIRE_REDIS_SSL_CA_CERTS``,
+        ``RAPIDFIRE_REDIS_SSL_CERTFILE``, ``RAPIDFIRE_REDIS_SSL_KEYFILE``,
+        ``RAPIDFIRE_REDIS_SSL_CERT_REQS``. Keyword ``options`` win over the
+        environment.
+
+        With no URL in the environment this raises :class:`ConfigurationError`
+        instead of guessing: a process that quietly used a default server could
+        be looking at a different store than its peers. Only demos and tests
+        pass ``default_url="memory://"``, and they say so in their output.
+        """
+        env = os.environ if environ is None else environ
+        url = env.get(ENV_URL) or env.get(ENV_FALLBACK_URL) or default_url
+        if not url:
+            raise ConfigurationError(
+                f"{ENV_URL} is not set: tell every producer and worker where Redis"
+                f" is (for example {ENV_URL}=redis://127.0.0.1:6379/0); rapidfire"
+                " never falls back to a default server"
+            )
+        found: dict[str, Any] = {}
+        if env.get(ENV_NAMESPACE):
+            found["namespace"] = env[ENV_NAMESPACE]
+        numbers = {
+            "RAPIDFIRE_REDIS_DB": ("db", int),
+            "RAPIDFIRE_REDIS_CONNECT_TIMEOUT": ("connect_timeout", float),
+            "RAPIDFIRE_REDIS_TIMEOUT": ("command_timeout", float),
+            "RAPIDFIRE_REDIS_RETRIES": ("retries", int),
+            "RAPIDFIRE_REDIS_MAX_CONNECTIONS": ("max_connections", int),
+            "RAPIDFIRE_SHARDS": ("shards", int),
+        }
+        for var, (name, kind) in numbers.items():
+            if env.get(var):
+                try:
+                    found[name] = kind(env[var])
+                except ValueError:
+                    raise ConfigurationError(
+                        f"{var} must be {'an integer' if kind is int else 'a number'},"
+                        f" got {env[var]!r}"
+                    ) from None
+        strings = {
+            "RAPIDFIRE_REDIS_USERNAME": "username",
+            "RAPIDFIRE_REDIS_PASSWORD": "password",
+            "RAPIDFIRE_REDIS_SSL_CA_CERTS": "ssl_ca_certs",
+            "RAPIDFIRE_REDIS_SSL_CERTFILE": "ssl_certfile",
+            "RAPIDFIRE_REDIS_SSL_KEYFILE": "ssl_keyfile",
+            "RAPIDFIRE_REDIS_SSL_CERT_REQS": "ssl_cert_reqs",
+        }
+        for var, name in strings.items():
+            if env.get(var):
+                found[name] = env[var]
+        found.update(options)
+        return cls(url=url, **found)
+
+    def with_namespace(self, namespace: str) -> RedisConfig:
+        """The same server and settings, another namespace."""
+        return replace(self, namespace=namespace)
+
+    # -- describing ----------------------------------------------------------
+
+    @property
+    def is_memory(self) -> bool:
+        """True for ``memory://``, the embedded in-process server."""
+        return self.scheme == "memory"
+
+    @property
+    def where(self) -> str:
+        """``host:port`` (or the socket path, or ``memory://name``)."""
+        if self.scheme == "unix":
+            return self.path
+        if self.scheme == "memory":
+            return f"memory://{self.host}"
+        return f"{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        """One line naming server, database and namespace; no password.
+
+        Every process logs it once at start: producers and workers that print
+        different lines are not looking at the same batches.
+        """
+        if self.scheme == "memory":
+            server = f"memory://{self.host} (embedded, this process only)"
+        elif self.scheme == "unix":
+            server = f"unix://{self.path}"
+        else:
+            user = (
+                f"{self.username}:***@"
+                if self.username
+                else (":***@" if self.password else "")
+            )
+            server = f"{self.scheme}://{user}{self.host}:{self.port}"
+        return f"{server} db={self.db} namespace={self.namespace}"
+
+    def __repr__(self) -> str:
+        return f"RedisConfig({self.describe()!r})"
+
+    # -- connecting ----------------------------------------------------------
+
+    def client(self) -> redis.Redis:
+        """A new synchronous redis-py client for this config (bytes replies)."""
+        if self.is_memory:
+            return _memory_client(self, asynchronous=False)  # type: ignore[no-any-return]
+        import redis as redis_sync
+
+        return redis_sync.Redis(**self._client_options())
+
+    def async_client(self) -> redis.asyncio.Redis:
+        """A new asyncio redis-py client for this config (bytes replies)."""
+        if self.is_memory:
+            return _memory_client(self, asynchronous=True)  # type: ignore[no-any-return]
+        import redis.asyncio as redis_async
+
+        return redis_async.Redis(**self._client_options())
+
+    def _client_options(self) -> dict[str, Any]:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        options: dict[str, Any] = {
+            "db": self.db,
+            "username": self.username,
+            "password": self.password,
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.command_timeout,
+            "socket_keepalive": True,
+            "health_check_interval": self.health_check_interval,
+            "max_connections": self.max_connections,
+            # rapidfire retries only steps that are safe to repeat; redis-py must
+            # not resend a push on its own after an ambiguous failure.
+            "retry": Retry(NoBackoff(), 0),
+            "client_name": f"rapidfire:{self.namespace}",
+        }
+        if self.scheme == "unix":
+            options["unix_socket_path"] = self.path
+        else:
+            options["host"] = self.host
+            options["port"] = self.port
+        if self.scheme == "rediss":
+            options.update(
+                ssl=True,
+                ssl_ca_certs=self.ssl_ca_certs,
+                ssl_certfile=self.ssl_certfile,
+                ssl_keyfile=self.ssl_keyfile,
+                ssl_cert_reqs=self.ssl_cert_reqs,
+                ssl_check_hostname=self.ssl_check_hostname,
+            )
+        return options
+
+
+def _parse_db(text: str) -> int:
+    try:
+        db = int(text)
+    except ValueError:
+        raise ConfigurationError(f"db must be an integer >= 0, got {text!r}") from None
+    if db < 0:
+        raise ConfigurationError(f"db must be an integer >= 0, got {text!r}")
+    return db
+
+
+def _redact_url(url: str) -> str:
+    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+
+
+# The embedded servers, one per memory:// name, shared by every client in this
+# process so that a producer and a worker thread see the same data.
+_memory_servers: dict[str, Any] = {}
+_memory_lock = threading.Lock()
+
+
+def _memory_client(config: RedisConfig, *, asynchronous: bool) -> Any:
+    try:
+        import fakeredis
+        import lupa  # noqa: F401  (fakeredis needs it to run the Lua scripts)
+    except ImportError:
+        raise ConfigurationError(
+            "memory:// needs the embedded server: pip install 'rapidfire[memory]'"
+        ) from None
+    with _memory_lock:
+        server = _memory_servers.get(config.host)
+        if server is None:
+            server = _memory_servers[config.host] = fakeredis.FakeServer()
+    cls = fakeredis.FakeAsyncRedis if asynchronous else fakeredis.FakeRedis
+    return cls(server=server, db=config.db)

@@ -1,0 +1,106 @@
+"""The exceptions rapidfire raises.
+
+Every exception derives from :class:`RapidfireError`, so one ``except`` clause
+catches them all::
+
+    RapidfireError
+    ├── ConfigurationError (also ValueError)   a setting is wrong or missing
+    │   └── LayoutMismatchError                 a namespace uses another key layout
+    ├── InvalidArgumentError (also ValueError)  a call got a bad argument
+    │   └── ArgumentTypeError (also TypeError)  ... of the wrong type, or unencodable
+    ├── LeaseLostError                          the caller no longer holds a batch
+    └── StoreError                              Redis failed the request
+        ├── RedisUnavailableError               Redis cannot be reached in time
+        ├── RedisAuthenticationError            Redis refused the credentials
+        └── RedisCommandError                   Redis answered with an error
+
+redis-py's exceptions never escape rapidfire's API: :func:`translate` maps them
+at the boundary. rapidfire does not reuse the builtin names ``ConnectionError``
+or ``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import redis.exceptions
+
+__all__ = [
+    "ArgumentTypeError",
+    "ConfigurationError",
+    "InvalidArgumentError",
+    "LayoutMismatchError",
+    "LeaseLostError",
+    "RapidfireError",
+    "RedisAuthenticationError",
+    "RedisCommandError",
+    "RedisUnavailableError",
+    "StoreError",
+    "translate",
+]
+
+
+class RapidfireError(Exception):
+    """The root of every exception rapidfire raises."""
+
+
+class ConfigurationError(RapidfireError, ValueError):
+    """A setting of :class:`RedisConfig` or :class:`BatchPolicy` is wrong."""
+
+
+class LayoutMismatchError(ConfigurationError):
+    """The namespace was created with another key layout (for example, shards)."""
+
+
+class InvalidArgumentError(RapidfireError, ValueError):
+    """A call got an argument it cannot accept; nothing was stored."""
+
+
+class ArgumentTypeError(InvalidArgumentError, TypeError):
+    """An argument has the wrong type, or a message the codec cannot encode."""
+
+
+class LeaseLostError(RapidfireError):
+    """The caller's lease on a batch ran out, or another worker holds it now."""
+
+
+class StoreError(RapidfireError):
+    """Redis failed a request. ``where`` names the server (never a password)."""
+
+    def __init__(self, message: str, *, where: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class RedisUnavailableError(StoreError):
+    """Redis could not be reached, or did not answer within the timeout."""
+
+
+class RedisAuthenticationError(StoreError):
+    """Redis refused the username or password."""
+
+
+class RedisCommandError(StoreError):
+    """Redis answered a command with an error (out of memory, read-only, ...)."""
+
+
+@contextmanager
+def translate(where: str) -> Iterator[None]:
+    """Re-raise redis-py exceptions as rapidfire's, naming ``where`` (host:port)."""
+    try:
+        yield
+    except redis.exceptions.AuthenticationError as exc:
+        raise RedisAuthenticationError(
+            f"Redis at {where} refused the credentials: {exc}", where=where
+        ) from exc
+    except (
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        OSError,
+    ) as exc:
+        raise RedisUnavailableError(
+            f"Redis at {where} is unreachable: {exc}", where=where
+        ) from exc
+    except redis.exceptions.RedisError as exc:
+        raise RedisCommandError(f"Redis at {where} failed: {exc}", where=where) from exc

@@ -1,0 +1,703 @@
+"""Everything about a batcher that is not I/O, shared by Batcher and AsyncBatcher.
+
+A :class:`Call` is one request to Redis: a script with its KEYS and ARGV, or a
+plain read command. :class:`Protocol` validates arguments, builds the calls of
+each operation and decodes their replies; the batchers only send them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Union
+
+from ._codec import Codec, JsonCodec
+from ._config import RedisConfig
+from ._errors import ArgumentTypeError, InvalidArgumentError, LayoutMismatchError
+from ._keys import ConversationKeys, Layout, ShardKeys
+from ._logging import mask
+from ._models import (
+    Batch,
+    BatchView,
+    ConversationState,
+    DeadLetter,
+    PushReceipt,
+    ReadyReason,
+    Stats,
+)
+from ._policy import BatchPolicy
+from ._scripts import Script, script
+
+__all__ = [
+    "Call",
+    "ClaimResult",
+    "NackOutcome",
+    "Protocol",
+    "PushItem",
+    "raise_first_error",
+    "retry_delays",
+]
+
+log = logging.getLogger("rapidfire.batcher")
+
+Arg = Union[str, bytes, int]
+NackOutcome = Literal["retry", "dead", "lost"]
+PushItem = Union[tuple[str, Any], tuple[str, Any, Union[str, None]]]
+
+MAX_CONVERSATION_BYTES = 512
+MAX_DEDUPE_BYTES = 256
+LAYOUT_TTL_MS = 30 * 86400 * 1000
+_COUNTERS = (
+    "pushed",
+    "duplicates",
+    "claimed",
+    "acked",
+    "retried",
+    "released",
+    "dead_lettered",
+    "requeued",
+    "expired_batches",
+    "expired_messages",
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request: a script (``script`` set) or a plain command.
+
+    ``idempotent`` marks a request that may be sent again after a connection
+    failure left its outcome unknown.
+    """
+
+    keys: tuple[str, ...]
+    args: tuple[Arg, ...]
+    script: Script | None = None
+    idempotent: bool = True
+
+    @staticmethod
+    def command(*parts: Arg) -> Call:
+        """A plain command such as ``Call.command("ZCARD", key)``."""
+        return Call(keys=(), args=parts)
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The decoded reply of one shard's claim."""
+
+    shard: int
+    batches: list[Batch]
+    server_now_ms: int
+    next_deadline_ms: int | None
+    ready: int
+    leased: int
+    expired_batches: int
+    expired_messages: int
+    dead_lettered: int
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _seconds(ms: Any) -> float:
+    return int(ms) / 1000.0
+
+
+class Protocol:
+    """Builds and decodes the requests of one namespace under one policy."""
+
+    def __init__(
+        self,
+        config: RedisConfig,
+        policy: BatchPolicy,
+        codec: Codec | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.codec: Codec = codec if codec is not None else JsonCodec()
+        self.clock = clock
+        self.layout = Layout(config.namespace, config.shards)
+        self.publish = "PUBLISH"
+
+    # -- shared argument pieces -----------------------------------------------
+
+    def now(self) -> str:
+        """ARGV[1] of every script: '' for the server clock, or the test clock."""
+        if self.clock is None:
+            return ""
+        return str(round(self.clock() * 1000))
+
+    @property
+    def shard_count(self) -> int:
+        return self.layout.shards
+
+    # -- validation -------------------------------------------------------------
+
+    def check_conversation(
+        self, conversation: object, field: str = "conversation"
+    ) -> str:
+        if not isinstance(conversation, str):
+            raise ArgumentTypeError(
+                f"{field} must be a str, got {type(conversation).__name__}"
+                f" {conversation!r:.80}"
+            )
+        if not conversation:
+            raise InvalidArgumentError(f"{field} must not be empty, got ''")
+        try:
+            size = len(conversation.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                f"{field} must be valid Unicode, got {conversation!r:.80}"
+            ) from None
+        if size > MAX_CONVERSATION_BYTES:
+            raise InvalidArgumentError(
+                f"{field} must be at most {MAX_CONVERSATION_BYTES} bytes,"
+                f" got {size} bytes ({conversation[:40]!r}...)"
+            )
+        return conversation
+
+    def check_dedupe(self, dedupe_id: object, field: str = "dedupe_id") -> str:
+        if dedupe_id is None:
+            return ""
+        if not isinstance(dedupe_id, str):
+            raise ArgumentTypeError(
+                f"{field} must be a str or None, got {type(dedupe_id).__name__}"
+                f" {dedupe_id!r:.80}"
+            )
+        if not dedupe_id:
+            raise InvalidArgumentError(f"{field} must not be empty, got ''")
+        try:
+            size = len(dedupe_id.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise InvalidArgumentError(
+                f"{field} must be valid Unicode, got {dedupe_id!r:.80}"
+            ) from None
+        if size > MAX_DEDUPE_BYTES:
+            raise InvalidArgumentError(
+                f"{field} must be at most {MAX_DEDUPE_BYTES} bytes, got {size} bytes"
+            )
+        return dedupe_id
+
+    def encode_message(self, message: object, field: str = "message") -> bytes:
+        try:
+            data = self.codec.encode(message)
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ArgumentTypeError(
+                f"{field} cannot be encoded by {self.codec!r}: {exc}"
+                f" (got {type(message).__name__})"
+            ) from exc
+        if not isinstance(data, bytes):
+            raise ArgumentTypeError(
+                f"{field}: codec {self.codec!r} returned {type(data).__name__},"
+                " not bytes"
+            )
+        if len(data) > self.policy.max_message_bytes:
+            raise InvalidArgumentError(
+                f"{field} is {len(data)} bytes encoded, over max_message_bytes"
+                f" ({self.policy.max_message_bytes})"
+            )
+        return data
+
+    def check_limit(self, limit: object) -> int:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidArgumentError(f"limit must be an integer >= 1, got {limit!r}")
+        return limit
+
+    def check_batch(self, batch: object) -> Batch:
+        if not isinstance(batch, Batch):
+            raise ArgumentTypeError(
+                f"batch must be a Batch from claim(), got {type(batch).__name__}"
+            )
+        return batch
+
+    # -- layout -----------------------------------------------------------------
+
+    def layout_calls(self) -> list[Call]:
+        key = self.layout.layout_key
+        record = self.layout.record()
+        return [
+            Call.command("SET", key, record, "NX", "PX", LAYOUT_TTL_MS),
+            Call.command("GET", key),
+            Call.command("PEXPIRE", key, LAYOUT_TTL_MS),
+        ]
+
+    def check_layout(self, replies: Sequence[Any]) -> None:
+        stored = replies[1]
+        if stored is None:
+            return
+        try:
+            found = json.loads(_text(stored))
+        except ValueError:
+            found = None
+        expected = json.loads(self.layout.record())
+        if found != expected:
+            raise LayoutMismatchError(
+                f"namespace {self.config.namespace!r} at {self.config.where}"
+                f" db={self.config.db} was created with layout {_text(stored)},"
+                f" but this process is configured for {self.layout.record()}:"
+                " every process of a namespace must use the same shards setting"
+            )
+
+    # -- push -------------------------------------------------------------------
+
+    def push_calls(
+        self, items: Iterable[Any]
+    ) -> tuple[list[Call], list[list[int]], list[str]]:
+        """Validate and encode every item, then group them by conversation.
+
+        Returns the calls (one per conversation, in first-seen order), for each
+        call the positions of its items in ``items``, and the conversations.
+        Raises before anything is sent when any item is invalid.
+        """
+        groups: dict[str, list[tuple[int, str, bytes]]] = {}
+        for position, item in enumerate(items):
+            if not isinstance(item, tuple) or len(item) not in (2, 3):
+                raise ArgumentTypeError(
+                    f"items[{position}] must be (conversation, message) or"
+                    f" (conversation, message, dedupe_id), got {item!r:.80}"
+                )
+            conversation = self.check_conversation(
+                item[0], f"items[{position}] conversation"
+            )
+            dedupe = self.check_dedupe(
+                item[2] if len(item) == 3 else None, f"items[{position}] dedupe_id"
+            )
+            data = self.encode_message(item[1], f"items[{position}] message")
+            groups.setdefault(conversation, []).append((position, dedupe, data))
+        calls, positions = [], []
+        for conversation, group in groups.items():
+            calls.append(self._push_call(conversation, group))
+            positions.append([p for p, _, _ in group])
+        return calls, positions, list(groups)
+
+    def push_call(self, conversation: str, message: object, dedupe_id: object) -> Call:
+        conversation = self.check_conversation(conversation)
+        dedupe = self.check_dedupe(dedupe_id)
+        data = self.encode_message(message)
+        return self._push_call(conversation, [(0, dedupe, data)])
+
+    def _push_call(
+        self, conversation: str, group: Sequence[tuple[int, str, bytes]]
+    ) -> Call:
+        k = self.layout.conversation(conversation)
+        p = self.policy
+        pairs: list[Arg] = []
+        for _, dedupe, data in group:
+            pairs.extend((dedupe, data))
+        return Call(
+            keys=(
+                k.messages,
+                k.batches,
+                k.state,
+                k.dedupe,
+                k.shard.ready,
+                k.shard.leased,
+                k.shard.stats,
+            ),
+            args=(
+                self.now(),
+                conversation,
+                p.ms("debounce"),
+                p.ms("max_wait"),
+                p.max_size,
+                p.ms("ttl"),
+                p.ms("dedupe_window"),
+                self.layout.wake_channel,
+                self.publish,
+                k.shard.index,
+                *pairs,
+            ),
+            script=script("push"),
+            idempotent=all(dedupe for _, dedupe, _ in group),
+        )
+
+    def decode_push(self, conversation: str, reply: Sequence[Any]) -> list[PushReceipt]:
+        now = _seconds(reply[0])
+        receipts = []
+        for duplicate, batch_id, size, ready in reply[1:]:
+            bid = _text(batch_id) or None
+            receipts.append(
+                PushReceipt(
+                    conversation=conversation,
+                    duplicate=bool(duplicate),
+                    batch_id=bid,
+                    size=int(size),
+                    ready_at=_seconds(ready) if int(ready) >= 0 else None,
+                    server_time=now,
+                )
+            )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "pushed %d message(s) to %s (%d duplicate)",
+                len(receipts),
+                mask(conversation),
+                sum(r.duplicate for r in receipts),
+            )
+        return receipts
+
+    # -- claim ------------------------------------------------------------------
+
+    def claim_call(self, shard: int, limit: int) -> Call:
+        s = self.layout.shard(shard)
+        p = self.policy
+        return Call(
+            keys=(s.ready, s.leased, s.stats, s.dead),
+            args=(
+                self.now(),
+                limit,
+                p.ms("lease"),
+                p.max_attempts,
+                s.prefix,
+                p.ms("ttl"),
+                p.ms("dead_letter_ttl"),
+                self.layout.wake_channel,
+                self.publish,
+                shard,
+            ),
+            script=script("claim"),
+        )
+
+    def decode_claim(self, shard: int, reply: Sequence[Any]) -> ClaimResult:
+        now_ms = int(reply[0])
+        batches = []
+        for item in reply[7:]:
+            conv, bid, _n, first, last, ready, why, attempt, token, until, msgs = item
+            batches.append(
+                Batch(
+                    id=_text(bid),
+                    conversation=_text(conv),
+                    messages=tuple(self.codec.decode(m) for m in msgs),
+                    attempt=int(attempt),
+                    reason=ReadyReason(_text(why)),
+                    first_push_at=_seconds(first),
+                    last_push_at=_seconds(last),
+                    ready_at=_seconds(ready),
+                    claimed_at=now_ms / 1000.0,
+                    lease_expires_at=_seconds(until),
+                    token=int(token),
+                    shard=shard,
+                )
+            )
+        result = ClaimResult(
+            shard=shard,
+            batches=batches,
+            server_now_ms=now_ms,
+            next_deadline_ms=int(reply[1]) if int(reply[1]) >= 0 else None,
+            ready=int(reply[2]),
+            leased=int(reply[3]),
+            expired_batches=int(reply[4]),
+            expired_messages=int(reply[5]),
+            dead_lettered=int(reply[6]),
+        )
+        if result.expired_batches:
+            log.warning(
+                "%d batch(es) with %d message(s) in shard %d of namespace %s expired"
+                " before any worker claimed them: workers were away longer than the"
+                " policy's ttl (%gs)",
+                result.expired_batches,
+                result.expired_messages,
+                shard,
+                self.config.namespace,
+                self.policy.ttl,
+            )
+        for batch in batches:
+            log.debug(
+                "claimed batch %s of %s: %d message(s), attempt %d, %s",
+                batch.id,
+                mask(batch.conversation),
+                batch.size,
+                batch.attempt,
+                batch.reason,
+            )
+        return result
+
+    # -- holder operations ------------------------------------------------------
+
+    def _holder_keys(self, batch: Batch) -> tuple[ConversationKeys, tuple[str, ...]]:
+        k = self.layout.conversation(batch.conversation)
+        return k, (
+            k.messages,
+            k.batches,
+            k.state,
+            k.shard.ready,
+            k.shard.leased,
+            k.shard.stats,
+        )
+
+    def ack_call(self, batch: Batch) -> Call:
+        k, keys = self._holder_keys(self.check_batch(batch))
+        return Call(
+            keys=keys,
+            args=(
+                self.now(),
+                batch.conversation,
+                batch.token,
+                batch.id,
+                self.policy.ms("ttl"),
+                self.layout.wake_channel,
+                self.publish,
+                k.shard.index,
+            ),
+            script=script("ack"),
+        )
+
+    def nack_call(
+        self, batch: Batch, delay: float, error: str, *, counted: bool = True
+    ) -> Call:
+        k, keys = self._holder_keys(self.check_batch(batch))
+        dl, dm = k.shard.dead_letter(batch.id)
+        p = self.policy
+        return Call(
+            keys=(*keys, k.shard.dead, dl, dm),
+            args=(
+                self.now(),
+                batch.conversation,
+                batch.token,
+                batch.id,
+                round(delay * 1000),
+                error,
+                p.max_attempts,
+                "1" if counted else "0",
+                p.ms("ttl"),
+                p.ms("dead_letter_ttl"),
+                self.layout.wake_channel,
+                self.publish,
+                k.shard.index,
+            ),
+            script=script("nack"),
+        )
+
+    def extend_call(self, batch: Batch, seconds: float) -> Call:
+        _, keys = self._holder_keys(self.check_batch(batch))
+        return Call(
+            keys=keys,
+            args=(
+                self.now(),
+                batch.conversation,
+                batch.token,
+                batch.id,
+                round(seconds * 1000),
+                self.policy.ms("ttl"),
+            ),
+            script=script("extend"),
+        )
+
+    def owns_call(self, batch: Batch) -> Call:
+        _, keys = self._holder_keys(self.check_batch(batch))
+        return Call(
+            keys=keys[:5],
+            args=(self.now(), batch.conversation, batch.token, batch.id),
+            script=script("owns"),
+        )
+
+    def flush_call(self, conversation: str) -> Call:
+        k = self.layout.conversation(self.check_conversation(conversation))
+        return Call(
+            keys=(
+                k.messages,
+                k.batches,
+                k.state,
+                k.shard.ready,
+                k.shard.leased,
+                k.shard.stats,
+            ),
+            args=(
+                self.now(),
+                conversation,
+                self.policy.ms("ttl"),
+                self.layout.wake_channel,
+                self.publish,
+                k.shard.index,
+            ),
+            script=script("flush"),
+        )
+
+    @staticmethod
+    def decode_nack(reply: Any) -> NackOutcome:
+        outcome = _text(reply)
+        if outcome not in ("retry", "dead", "lost"):
+            raise ValueError(f"unexpected nack reply {outcome!r}")
+        return outcome  # type: ignore[return-value]
+
+    @staticmethod
+    def ping_call() -> Call:
+        return Call.command("PING")
+
+    # -- dead letters -----------------------------------------------------------
+
+    def dead_index_calls(self, limit: int) -> list[Call]:
+        return [
+            Call.command("ZRANGE", s.dead, 0, limit - 1, "WITHSCORES")
+            for s in self.layout.all_shards()
+        ]
+
+    def dead_letter_calls(self, shard: ShardKeys, batch_id: str) -> list[Call]:
+        dl, dm = shard.dead_letter(batch_id)
+        return [Call.command("HGETALL", dl), Call.command("LRANGE", dm, 0, -1)]
+
+    def decode_dead_letter(
+        self, batch_id: str, fields: dict[bytes, bytes], messages: Sequence[bytes]
+    ) -> DeadLetter | None:
+        if not fields:
+            return None
+        f = {_text(key): _text(value) for key, value in fields.items()}
+        return DeadLetter(
+            id=batch_id,
+            conversation=f["conversation"],
+            messages=tuple(self.codec.decode(m) for m in messages),
+            attempts=int(f.get("attempts", 0)),
+            error=f.get("error", ""),
+            reason=f.get("reason", ""),
+            first_push_at=_seconds(f.get("first", 0)),
+            last_push_at=_seconds(f.get("last", 0)),
+            dead_at=_seconds(f.get("dead_at", 0)),
+        )
+
+    def shard_of_dead_letter(self, batch_id: str) -> ShardKeys:
+        try:
+            index = int(batch_id.split("-")[1])
+            if not 0 <= index < self.layout.shards:
+                raise ValueError(index)
+        except (IndexError, ValueError):
+            raise InvalidArgumentError(
+                f"dead_letter id {batch_id!r} is not a batch id of this namespace"
+            ) from None
+        return self.layout.shard(index)
+
+    def requeue_call(self, dead: DeadLetter) -> Call:
+        k = self.layout.conversation(dead.conversation)
+        dl, dm = k.shard.dead_letter(dead.id)
+        return Call(
+            keys=(
+                k.messages,
+                k.batches,
+                k.state,
+                k.shard.ready,
+                k.shard.leased,
+                k.shard.stats,
+                k.shard.dead,
+                dl,
+                dm,
+            ),
+            args=(
+                self.now(),
+                dead.id,
+                self.policy.ms("ttl"),
+                self.layout.wake_channel,
+                self.publish,
+                k.shard.index,
+                dead.conversation,
+            ),
+            script=script("requeue"),
+        )
+
+    def purge_call(self, batch_id: str) -> Call:
+        shard = self.shard_of_dead_letter(batch_id)
+        dl, dm = shard.dead_letter(batch_id)
+        return Call(keys=(shard.dead, dl, dm), args=(batch_id,), script=script("purge"))
+
+    # -- reading ----------------------------------------------------------------
+
+    def stats_calls(self) -> list[Call]:
+        calls = [Call.command("TIME")]
+        for s in self.layout.all_shards():
+            calls += [
+                Call.command("ZCARD", s.ready),
+                Call.command("ZCARD", s.leased),
+                Call.command("ZCARD", s.dead),
+                Call.command("HGETALL", s.stats),
+                Call.command("ZRANGE", s.ready, 0, 0, "WITHSCORES"),
+            ]
+        return calls
+
+    def decode_stats(self, replies: Sequence[Any]) -> Stats:
+        secs, micros = replies[0]
+        now_ms = int(secs) * 1000 + int(micros) // 1000
+        if self.clock is not None:
+            now_ms = round(self.clock() * 1000)
+        totals = dict.fromkeys(_COUNTERS, 0)
+        reasons = {r.value: 0 for r in ReadyReason}
+        pending = in_flight = dead = stored = overdue = 0
+        oldest: float | None = None
+        for i in range(self.layout.shards):
+            ready, leased, dead_n, counters, first = replies[1 + 5 * i : 6 + 5 * i]
+            pending += int(ready)
+            in_flight += int(leased)
+            dead += int(dead_n)
+            c = {_text(key): int(value) for key, value in counters.items()}
+            stored += c.get("messages", 0)
+            for name in _COUNTERS:
+                totals[name] += c.get(name, 0)
+            for reason in reasons:
+                reasons[reason] += c.get(f"ready_{reason}", 0)
+            if first and int(float(first[1])) <= now_ms:
+                overdue += 1
+                age = (now_ms - int(float(first[1]))) / 1000.0
+                oldest = age if oldest is None else max(oldest, age)
+        return Stats(
+            pending=pending,
+            in_flight=in_flight,
+            dead=dead,
+            stored_messages=stored,
+            overdue=overdue,
+            oldest_overdue=oldest,
+            ready_reasons=reasons,
+            **totals,
+        )
+
+    def inspect_calls(self, conversation: str) -> list[Call]:
+        k = self.layout.conversation(self.check_conversation(conversation))
+        return [
+            Call.command("LRANGE", k.batches, 0, -1),
+            Call.command("LLEN", k.messages),
+            Call.command("ZSCORE", k.shard.leased, conversation),
+            Call.command("ZSCORE", k.shard.ready, conversation),
+            Call.command("HGET", k.state, "error"),
+        ]
+
+    def decode_inspect(
+        self, conversation: str, replies: Sequence[Any]
+    ) -> ConversationState:
+        records, stored, leased, ready, error = replies
+        views = []
+        for raw in records:
+            bid, n, first, last, ready_at, why, is_open, attempt = _text(raw).split("|")
+            views.append(
+                BatchView(
+                    id=bid,
+                    size=int(n),
+                    open=is_open == "1",
+                    reason=why,
+                    attempt=int(attempt),
+                    first_push_at=_seconds(first),
+                    last_push_at=_seconds(last),
+                    ready_at=_seconds(ready_at),
+                )
+            )
+        return ConversationState(
+            conversation=conversation,
+            shard=self.layout.shard_of(conversation),
+            batches=tuple(views),
+            stored_messages=int(stored),
+            in_flight=leased is not None,
+            lease_expires_at=_seconds(float(leased)) if leased is not None else None,
+            ready_at=_seconds(float(ready)) if ready is not None else None,
+            last_error=_text(error) if error is not None else None,
+        )
+
+
+def retry_delays(retries: int) -> Iterator[float]:
+    """Backoff before each retry: 50 ms doubling to at most 2 s, with jitter."""
+    for attempt in range(retries):
+        yield min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
+
+
+def raise_first_error(replies: Sequence[Any]) -> None:
+    """Raise the first exception among pipeline replies, if any."""
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply

@@ -1,0 +1,60 @@
+"""Checks shared by the config, the policy and the batchers.
+
+Durations are accepted as seconds or ``timedelta``, kept as float seconds, and
+turned into whole milliseconds only at the Redis edge.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from typing import Union
+
+from ._errors import ConfigurationError
+
+Duration = Union[float, int, timedelta]
+
+__all__ = ["Duration", "as_seconds", "check_int", "seconds", "to_ms"]
+
+
+def seconds(field: str, value: object, *, minimum: float = 0.0) -> float:
+    """Return ``value`` as float seconds, or raise naming ``field``."""
+    if isinstance(value, timedelta):
+        result = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        result = float(value)
+    else:
+        raise ConfigurationError(
+            f"{field} must be a number of seconds or a timedelta, got {value!r}"
+        )
+    if math.isnan(result) or math.isinf(result):
+        raise ConfigurationError(f"{field} must be finite, got {value!r}")
+    if result < minimum:
+        raise ConfigurationError(
+            f"{field} must be at least {minimum:g} s, got {value!r}"
+        )
+    return result
+
+
+def as_seconds(value: Duration) -> float:
+    """A validated duration as float seconds."""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+def to_ms(value: Duration) -> int:
+    """Seconds to whole milliseconds, as Redis scripts take them."""
+    return round(as_seconds(value) * 1000)
+
+
+def check_int(name: str, value: object, low: int, high: int) -> None:
+    """Raise naming ``name`` unless ``value`` is an int from ``low`` to ``high``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not low <= value <= high
+    ):
+        raise ConfigurationError(
+            f"{name} must be an integer from {low} to {high}, got {value!r}"
+        )

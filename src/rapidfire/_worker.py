@@ -1,0 +1,285 @@
+"""The drain loop of :class:`Batcher`: claim, hand to handler threads, ack.
+
+One loop thread claims and renews leases; handlers run in a thread pool; a
+listener thread follows the namespace's wake channel. The loop sleeps until
+the earliest known deadline, a wake message, a finished handler or the next
+lease renewal: an idle worker sends no commands except a claim per shard every
+``RESYNC`` seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._errors import RedisUnavailableError, StoreError
+from ._models import Batch, DrainReport
+from ._validate import as_seconds
+from ._workloop import (
+    RESYNC,
+    Schedule,
+    count_failure,
+    error_text,
+    lease_lost,
+    parse_wake,
+)
+
+if TYPE_CHECKING:
+    from ._batcher import Batcher
+
+__all__ = ["drain"]
+
+log = logging.getLogger("rapidfire.worker")
+
+STOP_POLL = 0.2
+
+
+@dataclass
+class _Job:
+    batch: Batch
+    lost: bool = False
+    given_back: bool = False
+    settling: bool = False
+
+
+def drain(
+    batcher: Batcher,
+    handler: Callable[[Batch], Any],
+    *,
+    concurrency: int,
+    until_idle: bool,
+    stop: Any,
+    grace: float,
+    renew: bool,
+) -> DrainReport:
+    """See :meth:`Batcher.drain`."""
+    worker = _ThreadWorker(
+        batcher, handler, concurrency, until_idle, stop, grace, renew
+    )
+    return worker.run()
+
+
+class _ThreadWorker:
+    def __init__(
+        self,
+        batcher: Batcher,
+        handler: Callable[[Batch], Any],
+        concurrency: int,
+        until_idle: bool,
+        stop: Any,
+        grace: float,
+        renew: bool,
+    ) -> None:
+        self.batcher = batcher
+        self.handler = handler
+        self.concurrency = concurrency
+        self.until_idle = until_idle
+        self.stop = stop
+        self.grace = grace
+        self.renew = renew
+        self.shards = batcher.protocol.shard_count
+        self.schedule = Schedule(self.shards, RESYNC)
+        self.report = DrainReport()
+        self.jobs: dict[str, _Job] = {}
+        self.jobs_lock = threading.Lock()
+        self.signal = threading.Event()
+        self.closed = threading.Event()
+
+    def run(self) -> DrainReport:
+        listener = threading.Thread(
+            target=self._listen, name="rapidfire-wake", daemon=True
+        )
+        listener.start()
+        pool = ThreadPoolExecutor(self.concurrency, "rapidfire-handler")
+        try:
+            self._loop(pool)
+        finally:
+            self.closed.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            listener.join(timeout=2.0)
+        return self.report
+
+    # -- the loop -----------------------------------------------------------
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        renew_every = as_seconds(self.batcher.policy.lease) / 3
+        next_renew = time.monotonic() + renew_every
+        stop_at: float | None = None
+        empty: dict[int, bool] = {}
+        failures = 0
+        while True:
+            self.signal.clear()
+            now = time.monotonic()
+            if stop_at is None and self.stop is not None and self.stop.is_set():
+                stop_at = now + self.grace
+                log.info(
+                    "stopping: no new claims; %d batch(es) in hand get %gs to finish",
+                    len(self.jobs),
+                    self.grace,
+                )
+            if stop_at is not None:
+                if not self.jobs:
+                    return
+                if now >= stop_at:
+                    self._give_back()
+                    return
+            free = self.concurrency - len(self.jobs)
+            if stop_at is None and free > 0:
+                idle_check = self.until_idle and not self.jobs
+                shards = range(self.shards) if idle_check else self.schedule.due(now)
+                try:
+                    for shard in shards:
+                        result = self.batcher.claim_shard(shard, free)
+                        self.schedule.claimed(
+                            shard,
+                            result.next_deadline_ms,
+                            result.server_now_ms,
+                            time.monotonic(),
+                        )
+                        empty[shard] = result.ready == 0 and result.leased == 0
+                        for batch in result.batches:
+                            self._start(pool, batch)
+                        free -= len(result.batches)
+                        if free <= 0:
+                            break
+                    failures = 0
+                except RedisUnavailableError as exc:
+                    failures += 1
+                    pause = min(10.0, 0.5 * 2 ** min(failures, 5))
+                    log.warning("claim failed (%s); retrying in %.1fs", exc, pause)
+                    self.schedule.all_due()
+                    self.closed.wait(pause)
+                    continue
+                if (
+                    idle_check
+                    and not self.jobs
+                    and len(empty) == self.shards
+                    and all(empty.values())
+                ):
+                    return
+            if self.renew and self.jobs and now >= next_renew:
+                self._renew_leases()
+                next_renew = now + renew_every
+            self.signal.wait(self._timeout(now, free, next_renew, stop_at))
+
+    def _timeout(
+        self, now: float, free: int, next_renew: float, stop_at: float | None
+    ) -> float:
+        timeout = self.schedule.wait_time(now) if free > 0 else math.inf
+        if self.renew and self.jobs:
+            timeout = min(timeout, next_renew - now)
+        if stop_at is not None:
+            timeout = min(timeout, stop_at - now)
+        elif self.stop is not None:
+            timeout = min(timeout, STOP_POLL)
+        return max(0.0, min(timeout, RESYNC))
+
+    # -- handling -----------------------------------------------------------
+
+    def _start(self, pool: ThreadPoolExecutor, batch: Batch) -> None:
+        job = _Job(batch)
+        with self.jobs_lock:
+            self.jobs[batch.id] = job
+        pool.submit(self._handle, job)
+
+    def _handle(self, job: _Job) -> None:
+        batch = job.batch
+        try:
+            try:
+                self.handler(batch)
+            except Exception as exc:
+                job.settling = True
+                outcome = self.batcher.nack(batch, error=error_text(exc))
+                count_failure(self.report, batch, exc, outcome)
+                return
+            job.settling = True
+            if self.batcher.ack(batch):
+                self.report.handled += 1
+            elif not job.given_back:
+                lease_lost(self.report, batch, "before its ack")
+        except StoreError as exc:
+            log.warning(
+                "could not settle batch %s (%s); it comes back after its lease",
+                batch.id,
+                exc,
+            )
+            self.report.lost += 1
+        finally:
+            with self.jobs_lock:
+                self.jobs.pop(batch.id, None)
+            self.signal.set()
+
+    def _renew_leases(self) -> None:
+        with self.jobs_lock:
+            jobs = [
+                j
+                for j in self.jobs.values()
+                if not (j.lost or j.given_back or j.settling)
+            ]
+        if not jobs:
+            return
+        try:
+            renewed = self.batcher.extend_many([j.batch for j in jobs])
+        except StoreError as exc:
+            log.warning("could not renew %d lease(s): %s", len(jobs), exc)
+            return
+        for job, ok in zip(jobs, renewed):
+            if not ok and not job.settling:
+                job.lost = True
+                log.warning(
+                    "lease of batch %s ran out while its handler runs", job.batch.id
+                )
+
+    def _give_back(self) -> None:
+        with self.jobs_lock:
+            jobs = list(self.jobs.values())
+        for job in jobs:
+            job.given_back = True
+            try:
+                if self.batcher.release(job.batch):
+                    self.report.released += 1
+            except StoreError as exc:
+                log.warning("could not give back batch %s: %s", job.batch.id, exc)
+        if jobs:
+            log.warning(
+                "grace period over: gave back %d unfinished batch(es)", len(jobs)
+            )
+
+    # -- wake messages --------------------------------------------------------
+
+    def _listen(self) -> None:
+        channel = self.batcher.protocol.layout.wake_channel
+        pause = 0.5
+        while not self.closed.is_set():
+            client = None
+            try:
+                client = self.batcher.config.client()
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(channel)
+                self.schedule.all_due()
+                self.signal.set()
+                pause = 0.5
+                while not self.closed.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    wake = parse_wake(message["data"])
+                    if wake is not None:
+                        self.schedule.woken(*wake, time.monotonic())
+                        self.signal.set()
+                pubsub.close()
+            except Exception as exc:  # any failure: reconnect, never die
+                if self.closed.is_set():
+                    break
+                log.warning("wake channel lost (%s); reconnecting in %.1fs", exc, pause)
+                self.closed.wait(pause)
+                pause = min(pause * 2, 10.0)
+            finally:
+                if client is not None:
+                    client.close()

@@ -1,0 +1,144 @@
+"""The I/O-free parts of a worker: its schedule and its bookkeeping.
+
+The schedule is what an idle worker knows about each shard's next deadline.
+
+Deadlines come from Redis on the server's clock: in a claim's reply, or in a
+wake message that a script publishes when a deadline becomes a shard's
+earliest. Each arrives with the server's time, so the worker turns it into a
+point on its own monotonic clock without comparing wall clocks. I/O-free:
+shared by the thread and the async worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+
+from ._logging import mask
+from ._models import Batch, DrainReport
+from ._protocol import NackOutcome
+
+__all__ = [
+    "RESYNC",
+    "Schedule",
+    "count_failure",
+    "error_text",
+    "parse_wake",
+]
+
+# An idle worker claims every shard at least this often, in case it missed a
+# wake message (pub/sub does not queue messages for a reconnecting client).
+RESYNC = 30.0
+
+# Claim a shard this long after its deadline, so that the server's clock has
+# surely reached it.
+SLACK = 0.001
+
+
+def parse_wake(data: bytes | str) -> tuple[int, int, int] | None:
+    """``b"shard:deadline_ms:server_now_ms"`` -> the three numbers, or None."""
+    try:
+        text = data.decode() if isinstance(data, bytes) else data
+        shard, deadline, now = text.split(":")
+        return int(shard), int(deadline), int(now)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class Schedule:
+    """Per-shard monotonic time at which a worker should claim again."""
+
+    def __init__(self, shards: int, resync: float) -> None:
+        self._due = [0.0] * shards
+        self._lock = threading.Lock()
+        self.resync = resync
+        self._next_resync = time.monotonic() + resync
+
+    def _local(self, deadline_ms: int, server_now_ms: int, at: float) -> float:
+        return at + max(0, deadline_ms - server_now_ms) / 1000.0 + SLACK
+
+    def claimed(
+        self, shard: int, next_ms: int | None, server_now_ms: int, at: float
+    ) -> None:
+        """A claim of ``shard`` answered at local time ``at``."""
+        due = math.inf if next_ms is None else self._local(next_ms, server_now_ms, at)
+        with self._lock:
+            self._due[shard] = due
+
+    def woken(
+        self, shard: int, deadline_ms: int, server_now_ms: int, at: float
+    ) -> None:
+        """A wake message: ``shard`` has a deadline at ``deadline_ms``."""
+        if not 0 <= shard < len(self._due):
+            return
+        due = self._local(deadline_ms, server_now_ms, at)
+        with self._lock:
+            self._due[shard] = min(self._due[shard], due)
+
+    def all_due(self) -> None:
+        """Claim every shard on the next round (start, reconnect, resync)."""
+        with self._lock:
+            self._due = [0.0] * len(self._due)
+            self._next_resync = time.monotonic() + self.resync
+
+    def due(self, now: float) -> list[int]:
+        """Shards to claim now, earliest deadline first."""
+        if now >= self._next_resync:
+            self.all_due()
+        with self._lock:
+            ready = [i for i, due in enumerate(self._due) if due <= now]
+            ready.sort(key=self._due.__getitem__)
+        return ready
+
+    def wait_time(self, now: float) -> float:
+        """Seconds until some shard is due or the next resync."""
+        with self._lock:
+            earliest = min(min(self._due), self._next_resync)
+        return max(0.0, earliest - now)
+
+
+log = logging.getLogger("rapidfire.worker")
+
+
+def error_text(exc: BaseException) -> str:
+    """The error kept with a nacked batch: the exception's type and text."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def count_failure(
+    report: DrainReport, batch: Batch, exc: BaseException, outcome: NackOutcome
+) -> None:
+    """Log a handler failure and count what became of the batch.
+
+    The exception's text may quote a message, so WARNING names only its type;
+    the traceback goes to DEBUG.
+    """
+    report.failed += 1
+    if outcome == "dead":
+        report.dead_lettered += 1
+    elif outcome == "lost":
+        report.lost += 1
+    log.warning(
+        "handler raised %s on batch %s of %s (attempt %d): %s",
+        type(exc).__name__,
+        batch.id,
+        mask(batch.conversation),
+        batch.attempt,
+        {"retry": "will retry", "dead": "moved to dead letters", "lost": "lease lost"}[
+            outcome
+        ],
+    )
+    log.debug("handler traceback for batch %s", batch.id, exc_info=exc)
+
+
+def lease_lost(report: DrainReport, batch: Batch, when: str) -> None:
+    """Count and log a batch whose lease ran out under its handler."""
+    report.lost += 1
+    log.warning(
+        "lease of batch %s of %s was lost %s; it will be (or was) delivered again",
+        batch.id,
+        mask(batch.conversation),
+        when,
+    )

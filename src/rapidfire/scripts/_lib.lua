@@ -1,0 +1,152 @@
+-- Shared helpers, prepended to every rapidfire script before it is loaded.
+--
+-- A conversation's batches live in a LIST of records, oldest first. Each record
+-- is one string:  id|n|first|last|ready|why|open|attempt
+--   id       batch id, stable across redeliveries
+--   n        number of messages; they are the next n entries of the message list
+--   first    server time (ms) of the first push into the batch
+--   last     server time (ms) of the latest push into the batch
+--   ready    server time (ms) at which the batch may be claimed
+--   why      why it is (or will be) ready: quiet, max_wait, max_size, flush,
+--            retry, lease_expired, requeued
+--   open     1 while pushes may still join it (only the last record can be open)
+--   attempt  deliveries so far
+-- Only the first record (the head) is ever claimable. While it is leased the
+-- conversation sits in the shard's lease index, otherwise in its ready index.
+
+local function now_ms(override)
+  if override ~= '' then
+    return tonumber(override)
+  end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fmt(x)
+  return string.format('%.0f', x)
+end
+
+local function parse(raw)
+  local id, n, first, last, ready, why, open, attempt = string.match(raw,
+    '^([^|]+)|(%d+)|(%-?%d+)|(%-?%d+)|(%-?%d+)|([%a_]+)|([01])|(%d+)$')
+  if not id then
+    error('rapidfire: corrupt batch record: ' .. raw)
+  end
+  return {
+    id = id, n = tonumber(n), first = tonumber(first), last = tonumber(last),
+    ready = tonumber(ready), why = why, open = (open == '1'),
+    attempt = tonumber(attempt),
+  }
+end
+
+local function encode(b)
+  return table.concat({
+    b.id, fmt(b.n), fmt(b.first), fmt(b.last), fmt(b.ready), b.why,
+    b.open and '1' or '0', fmt(b.attempt),
+  }, '|')
+end
+
+-- Keys of one conversation, built from its shard prefix. Used only by scripts
+-- that learn the conversation inside (claim); the key stays in the shard's slot
+-- because the prefix carries the shard's hash tag.
+local function conversation_keys(prefix, conv)
+  return {
+    m = prefix .. 'm:' .. conv,
+    b = prefix .. 'b:' .. conv,
+    c = prefix .. 'c:' .. conv,
+  }
+end
+
+local function touch(keys, ttl)
+  redis.call('PEXPIRE', keys.m, ttl)
+  redis.call('PEXPIRE', keys.b, ttl)
+  redis.call('PEXPIRE', keys.c, ttl * 2)
+end
+
+-- Tell idle workers when a deadline becomes the earliest of the shard, so they
+-- can sleep until then instead of polling. Payload: shard:deadline:server_now.
+local function wake_if_earliest(ctx, score, now)
+  local r = redis.call('ZRANGE', ctx.ready, 0, 0, 'WITHSCORES')
+  local l = redis.call('ZRANGE', ctx.leased, 0, 0, 'WITHSCORES')
+  local earliest = score
+  if r[2] and tonumber(r[2]) < earliest then earliest = tonumber(r[2]) end
+  if l[2] and tonumber(l[2]) < earliest then earliest = tonumber(l[2]) end
+  if score <= earliest then
+    redis.call(ctx.publish, ctx.channel,
+      ctx.shard .. ':' .. fmt(score) .. ':' .. fmt(now))
+  end
+end
+
+-- Put the conversation's head batch (if any) in the ready index. Called when
+-- the head changed: after an ack, a dead letter or a requeue.
+local function schedule_head(ctx, conv, keys, now)
+  local raw = redis.call('LINDEX', keys.b, 0)
+  if not raw then
+    redis.call('ZREM', ctx.ready, conv)
+    redis.call('DEL', keys.c)
+    return
+  end
+  local head = parse(raw)
+  redis.call('ZADD', ctx.ready, head.ready, conv)
+  wake_if_earliest(ctx, head.ready, now)
+end
+
+-- Holder check shared by ack, nack, extend and owns: the token must be the
+-- conversation's current one and the lease must not have run out.
+local function holds(ctx, conv, keys, token, batch_id, now)
+  if redis.call('HGET', keys.c, 'token') ~= token then
+    return nil
+  end
+  local until_ms = redis.call('ZSCORE', ctx.leased, conv)
+  if not until_ms or tonumber(until_ms) <= now then
+    return nil
+  end
+  local raw = redis.call('LINDEX', keys.b, 0)
+  if not raw then
+    return nil
+  end
+  local head = parse(raw)
+  if head.id ~= batch_id then
+    return nil
+  end
+  return head
+end
+
+-- Drop the head batch and its messages from the conversation.
+local function remove_head(ctx, conv, keys, head)
+  redis.call('LTRIM', keys.m, head.n, -1)
+  redis.call('LPOP', keys.b)
+  redis.call('HDEL', keys.c, 'token', 'error')
+  redis.call('HINCRBY', keys.c, 'n', -head.n)
+  redis.call('ZREM', ctx.leased, conv)
+  redis.call('HINCRBY', ctx.stats, 'messages', -head.n)
+end
+
+-- Move the head batch to the shard's dead letters, keeping its messages and
+-- the last error, then make the next batch of the conversation claimable.
+-- dl and dm are the dead letter's hash and message list (prefix .. 'dl:' .. id
+-- and prefix .. 'dm:' .. id).
+local function dead_letter(ctx, conv, keys, head, err, now, dl, dm)
+  local msgs = redis.call('LRANGE', keys.m, 0, head.n - 1)
+  redis.call('DEL', dm)
+  for i = 1, #msgs, 1000 do
+    redis.call('RPUSH', dm, unpack(msgs, i, math.min(i + 999, #msgs)))
+  end
+  redis.call('HSET', dl,
+    'conversation', conv, 'n', head.n, 'first', fmt(head.first),
+    'last', fmt(head.last), 'attempts', head.attempt, 'error', err,
+    'reason', head.why, 'dead_at', fmt(now))
+  redis.call('PEXPIRE', dl, ctx.dead_ttl)
+  redis.call('PEXPIRE', dm, ctx.dead_ttl)
+  redis.call('ZADD', ctx.dead, now, head.id)
+  redis.call('PEXPIRE', ctx.dead, ctx.dead_ttl)
+  remove_head(ctx, conv, keys, head)
+  redis.call('HINCRBY', ctx.stats, 'dead_lettered', 1)
+  schedule_head(ctx, conv, keys, now)
+end
+
+local function touch_shard(ctx)
+  redis.call('PEXPIRE', ctx.ready, ctx.ttl * 2)
+  redis.call('PEXPIRE', ctx.leased, ctx.ttl * 2)
+  redis.call('PEXPIRE', ctx.stats, ctx.ttl * 2)
+end

@@ -1,0 +1,32 @@
+-- ack: the holder of a batch reports it handled; the batch and its messages go.
+--
+-- KEYS[1]  m: message list     KEYS[2]  b: batch records    KEYS[3]  c: state hash
+-- KEYS[4]  the shard's ready index      KEYS[5]  the shard's lease index
+-- KEYS[6]  the shard's stats hash
+-- ARGV[1]  now in ms, or '' for the server clock
+-- ARGV[2]  conversation id     ARGV[3]  fencing token      ARGV[4]  batch id
+-- ARGV[5]  ttl (ms)            ARGV[6]  wake channel       ARGV[7]  publish command
+-- ARGV[8]  shard index
+-- Returns  1 when acknowledged, 0 when the caller no longer holds the batch
+--          (its lease ran out or another claimer holds it now).
+
+local now = now_ms(ARGV[1])
+local conv = ARGV[2]
+local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
+local ctx = {
+  ready = KEYS[4], leased = KEYS[5], stats = KEYS[6], ttl = tonumber(ARGV[5]),
+  channel = ARGV[6], publish = ARGV[7], shard = ARGV[8],
+}
+
+local head = holds(ctx, conv, keys, ARGV[3], ARGV[4], now)
+if not head then
+  return 0
+end
+remove_head(ctx, conv, keys, head)
+redis.call('HINCRBY', ctx.stats, 'acked', 1)
+schedule_head(ctx, conv, keys, now)
+if redis.call('EXISTS', keys.b) == 1 then
+  touch(keys, ctx.ttl)
+end
+touch_shard(ctx)
+return 1

@@ -1,0 +1,117 @@
+-- claim: take up to `limit` claimable batches of one shard and lease them.
+--
+-- A batch is claimable when its conversation's lease ran out (it is delivered
+-- again, or dead-lettered once it has been delivered max_attempts times), or
+-- when its ready time has come. Expired leases are served first, then ready
+-- batches in deadline order.
+--
+-- This script learns the conversations it serves from the two indexes, so it
+-- builds their keys itself (m:, b:, c:, dl:, dm: under ARGV[5]). They carry
+-- the shard's hash tag, so every key it touches is in the slot of its KEYS.
+--
+-- KEYS[1]  the shard's ready index      KEYS[2]  the shard's lease index
+-- KEYS[3]  the shard's stats hash       KEYS[4]  the shard's dead-letter index
+-- ARGV[1]  now in ms, or '' for the server clock
+-- ARGV[2]  limit          ARGV[3]  lease (ms)       ARGV[4]  max attempts
+-- ARGV[5]  shard key prefix               ARGV[6]  ttl (ms)
+-- ARGV[7]  dead-letter ttl (ms)           ARGV[8]  wake channel
+-- ARGV[9]  publish command                ARGV[10] shard index
+-- Returns  {now, next deadline ms or -1, ready count, leased count,
+--           expired batches, expired messages, dead-lettered,
+--           {conversation, id, n, first, last, ready, why, attempt, token,
+--            lease expiry, {messages...}}, ...}
+
+local now = now_ms(ARGV[1])
+local limit, lease, max_attempts = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local ctx = {
+  ready = KEYS[1], leased = KEYS[2], stats = KEYS[3], dead = KEYS[4],
+  prefix = ARGV[5], ttl = tonumber(ARGV[6]), dead_ttl = tonumber(ARGV[7]),
+  channel = ARGV[8], publish = ARGV[9], shard = ARGV[10],
+}
+local batches = {}
+local expired_batches, expired_messages, dead = 0, 0, 0
+
+local function expire(conv, keys, index)
+  local n = tonumber(redis.call('HGET', keys.c, 'n') or '0')
+  redis.call('ZREM', index, conv)
+  redis.call('DEL', keys.m, keys.c)
+  expired_batches = expired_batches + 1
+  expired_messages = expired_messages + n
+  redis.call('HINCRBY', ctx.stats, 'expired_batches', 1)
+  redis.call('HINCRBY', ctx.stats, 'expired_messages', n)
+  redis.call('HINCRBY', ctx.stats, 'messages', -n)
+end
+
+local function deliver(conv, keys, head, why, ready)
+  head.open, head.why, head.ready = false, why, ready
+  head.attempt = head.attempt + 1
+  redis.call('LSET', keys.b, 0, encode(head))
+  local token = redis.call('HINCRBY', ctx.stats, 'fence', 1)
+  redis.call('HSET', keys.c, 'token', token)
+  redis.call('ZREM', ctx.ready, conv)
+  redis.call('ZADD', ctx.leased, now + lease, conv)
+  redis.call('HINCRBY', ctx.stats, 'claimed', 1)
+  redis.call('HINCRBY', ctx.stats, 'ready_' .. why, 1)
+  touch(keys, ctx.ttl)
+  table.insert(batches, {
+    conv, head.id, head.n, head.first, head.last, head.ready, why,
+    head.attempt, token, now + lease, redis.call('LRANGE', keys.m, 0, head.n - 1),
+  })
+end
+
+local expired = redis.call('ZRANGEBYSCORE', ctx.leased, '-inf', now,
+  'WITHSCORES', 'LIMIT', 0, limit)
+for i = 1, #expired, 2 do
+  local conv, until_ms = expired[i], tonumber(expired[i + 1])
+  local keys = conversation_keys(ctx.prefix, conv)
+  local raw = redis.call('LINDEX', keys.b, 0)
+  if not raw then
+    expire(conv, keys, ctx.leased)
+  else
+    local head = parse(raw)
+    redis.call('HDEL', keys.c, 'token')
+    if head.attempt >= max_attempts then
+      local err = redis.call('HGET', keys.c, 'error') or ''
+      if err == '' then err = 'lease expired' end
+      dead_letter(ctx, conv, keys, head, err, now,
+        ctx.prefix .. 'dl:' .. head.id, ctx.prefix .. 'dm:' .. head.id)
+      dead = dead + 1
+    else
+      deliver(conv, keys, head, 'lease_expired', until_ms)
+    end
+  end
+end
+
+local room = limit - #batches
+if room > 0 then
+  local ready = redis.call('ZRANGEBYSCORE', ctx.ready, '-inf', now, 'LIMIT', 0, room)
+  for _, conv in ipairs(ready) do
+    local keys = conversation_keys(ctx.prefix, conv)
+    local raw = redis.call('LINDEX', keys.b, 0)
+    if not raw then
+      expire(conv, keys, ctx.ready)
+    elseif redis.call('ZSCORE', ctx.leased, conv) then
+      redis.call('ZREM', ctx.ready, conv)
+    else
+      local head = parse(raw)
+      deliver(conv, keys, head, head.why, head.ready)
+    end
+  end
+end
+
+local next_ms = -1
+local r = redis.call('ZRANGE', ctx.ready, 0, 0, 'WITHSCORES')
+local l = redis.call('ZRANGE', ctx.leased, 0, 0, 'WITHSCORES')
+if r[2] then next_ms = tonumber(r[2]) end
+if l[2] and (next_ms < 0 or tonumber(l[2]) < next_ms) then next_ms = tonumber(l[2]) end
+if #batches > 0 or dead > 0 or expired_batches > 0 then
+  touch_shard(ctx)
+end
+local result = {
+  now, next_ms, redis.call('ZCARD', ctx.ready), redis.call('ZCARD', ctx.leased),
+  expired_batches, expired_messages, dead,
+}
+for _, b in ipairs(batches) do
+  table.insert(result, b)
+end
+return result

@@ -1,0 +1,37 @@
+-- flush: close the conversation's open batch and make it ready now.
+--
+-- KEYS[1]  m: message list     KEYS[2]  b: batch records    KEYS[3]  c: state hash
+-- KEYS[4]  the shard's ready index      KEYS[5]  the shard's lease index
+-- KEYS[6]  the shard's stats hash
+-- ARGV[1]  now in ms, or '' for the server clock
+-- ARGV[2]  conversation id     ARGV[3]  ttl (ms)
+-- ARGV[4]  wake channel        ARGV[5]  publish command    ARGV[6]  shard index
+-- Returns  the number of messages in the flushed batch, 0 when none was open.
+--          A flushed batch waiting behind one in flight is claimable once that
+--          one is acknowledged.
+
+local now = now_ms(ARGV[1])
+local conv = ARGV[2]
+local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
+local ctx = {
+  ready = KEYS[4], leased = KEYS[5], stats = KEYS[6], ttl = tonumber(ARGV[3]),
+  channel = ARGV[4], publish = ARGV[5], shard = ARGV[6],
+}
+
+local raw = redis.call('LINDEX', keys.b, -1)
+if not raw then
+  return 0
+end
+local tail = parse(raw)
+if not tail.open then
+  return 0
+end
+tail.open, tail.why, tail.ready = false, 'flush', now
+redis.call('LSET', keys.b, -1, encode(tail))
+if redis.call('LLEN', keys.b) == 1 and not redis.call('ZSCORE', ctx.leased, conv) then
+  redis.call('ZADD', ctx.ready, now, conv)
+  wake_if_earliest(ctx, now, now)
+end
+touch(keys, ctx.ttl)
+touch_shard(ctx)
+return tail.n

@@ -1,0 +1,67 @@
+-- requeue: bring a dead-lettered batch back to its conversation, ready now,
+-- with its attempts reset. It goes before every batch of the conversation that
+-- is not in flight, so it keeps its place in push order as far as possible.
+--
+-- KEYS[1]  m: message list     KEYS[2]  b: batch records    KEYS[3]  c: state hash
+-- KEYS[4]  the shard's ready index      KEYS[5]  the shard's lease index
+-- KEYS[6]  the shard's stats hash       KEYS[7]  the shard's dead-letter index
+-- KEYS[8]  dl: the dead letter's hash   KEYS[9]  dm: its message list
+-- ARGV[1]  now in ms, or '' for the server clock
+-- ARGV[2]  dead letter (batch) id       ARGV[3]  ttl (ms)
+-- ARGV[4]  wake channel        ARGV[5]  publish command    ARGV[6]  shard index
+-- ARGV[7]  conversation id the caller built KEYS[1..3] for
+-- Returns  the number of messages requeued, 0 when there is no such dead letter.
+
+local now = now_ms(ARGV[1])
+local id = ARGV[2]
+local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
+local ctx = {
+  ready = KEYS[4], leased = KEYS[5], stats = KEYS[6], ttl = tonumber(ARGV[3]),
+  channel = ARGV[4], publish = ARGV[5], shard = ARGV[6],
+}
+
+if not redis.call('ZSCORE', KEYS[7], id) then
+  return 0
+end
+local conv = redis.call('HGET', KEYS[8], 'conversation')
+if conv ~= ARGV[7] then
+  error('rapidfire: dead letter ' .. id .. ' belongs to another conversation')
+end
+local msgs = redis.call('LRANGE', KEYS[9], 0, -1)
+local rec = {
+  id = id, n = #msgs, first = tonumber(redis.call('HGET', KEYS[8], 'first')),
+  last = tonumber(redis.call('HGET', KEYS[8], 'last')), ready = now,
+  why = 'requeued', open = false, attempt = 0,
+}
+
+local leased = redis.call('ZSCORE', ctx.leased, conv)
+local held_msgs, held_rec = {}, nil
+if leased then
+  held_rec = redis.call('LPOP', keys.b)
+  local held = parse(held_rec)
+  if held.n > 0 then
+    held_msgs = redis.call('LPOP', keys.m, held.n)
+  end
+end
+for i = #msgs, 1, -1 do
+  redis.call('LPUSH', keys.m, msgs[i])
+end
+redis.call('LPUSH', keys.b, encode(rec))
+if held_rec then
+  for i = #held_msgs, 1, -1 do
+    redis.call('LPUSH', keys.m, held_msgs[i])
+  end
+  redis.call('LPUSH', keys.b, held_rec)
+else
+  redis.call('ZADD', ctx.ready, now, conv)
+  wake_if_earliest(ctx, now, now)
+end
+
+redis.call('HINCRBY', keys.c, 'n', #msgs)
+redis.call('HINCRBY', ctx.stats, 'messages', #msgs)
+redis.call('HINCRBY', ctx.stats, 'requeued', 1)
+redis.call('ZREM', KEYS[7], id)
+redis.call('DEL', KEYS[8], KEYS[9])
+touch(keys, ctx.ttl)
+touch_shard(ctx)
+return #msgs
