@@ -36,11 +36,7 @@ RULES = [
     (r"\banyio\.sleep\(", "time.sleep("),
     (r"\banyio\.Lock\(\)", "threading.Lock()"),
     (r"^import anyio\n", "import threading\nimport time\n"),
-    (r"Union\[Awaitable\[Any\], Any\]", "Any"),
-    (
-        r"from collections\.abc import Awaitable, Callable",
-        "from collections.abc import Callable",
-    ),
+    (r"also awaits what it returns", "ignores what it returns"),
     (
         r"may be sync or async\.\n\s+Sync handlers run in worker threads\.",
         "runs in a worker thread.",
@@ -53,8 +49,8 @@ RULES = [
     (r"a redis-py client of this flavour", "a synchronous redis-py client"),
 ]
 HEADER = (
-    "# Generated from {source} by tools/unasync.py. Do not edit: change {source}\n"
-    "# and run `python tools/unasync.py`.\n"
+    "# Generated from {source} by tools/unasync.py; do not edit.\n"
+    "# Change {source}, then run `python tools/unasync.py`.\n"
 )
 
 

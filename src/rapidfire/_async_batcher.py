@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, Union
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import anyio
 
@@ -27,7 +27,7 @@ from ._models import (
     Stats,
 )
 from ._policy import BatchPolicy
-from ._protocol import ClaimResult, NackOutcome, Protocol
+from ._protocol import ClaimResult, NackOutcome, Protocol, score_pairs
 from ._validate import seconds as check_seconds
 
 __all__ = ["AsyncBatcher"]
@@ -36,7 +36,8 @@ log = logging.getLogger("rapidfire.batcher")
 
 LAYOUT_RECHECK = 3600.0
 MAX_ERROR_CHARS = 2000
-AsyncHandler = Callable[[Batch], Union[Awaitable[Any], Any]]
+# A handler takes a Batch; AsyncBatcher also awaits what it returns.
+AsyncHandler = Callable[[Batch], Any]
 
 
 class AsyncBatcher:
@@ -367,9 +368,11 @@ class AsyncBatcher:
     async def stats(self) -> Stats:
         """Pending, in-flight and dead batches, and the counters, over all shards."""
         executor = await self._ready()
-        return self._protocol.decode_stats(
-            await executor.run_many(self._protocol.stats_calls())
+        now_ms = self._protocol.decode_time(
+            await executor.run(self._protocol.time_call())
         )
+        replies = await executor.run_many(self._protocol.stats_calls(now_ms))
+        return self._protocol.decode_stats(now_ms, replies)
 
     async def inspect(self, conversation: str) -> ConversationState:
         """Everything stored for one conversation (batches, lease, last error)."""
@@ -386,8 +389,8 @@ class AsyncBatcher:
         indexes = await executor.run_many(self._protocol.dead_index_calls(limit))
         found = []
         for shard, index in zip(self._protocol.layout.all_shards(), indexes):
-            for member, score in zip(index[::2], index[1::2]):
-                found.append((float(score), shard, member.decode()))
+            for member, score in score_pairs(index):
+                found.append((score, shard, member.decode()))
         found.sort(key=lambda entry: entry[0])
         letters = []
         for _, shard, batch_id in found[:limit]:

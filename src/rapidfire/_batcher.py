@@ -1,5 +1,5 @@
-# Generated from _async_batcher.py by tools/unasync.py. Do not edit: change _async_batcher.py
-# and run `python tools/unasync.py`.
+# Generated from _async_batcher.py by tools/unasync.py; do not edit.
+# Change _async_batcher.py, then run `python tools/unasync.py`.
 """Batcher: the batcher API for threads and plain code."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from ._models import (
     Stats,
 )
 from ._policy import BatchPolicy
-from ._protocol import ClaimResult, NackOutcome, Protocol
+from ._protocol import ClaimResult, NackOutcome, Protocol, score_pairs
 from ._validate import seconds as check_seconds
 
 __all__ = ["Batcher"]
@@ -32,6 +32,7 @@ log = logging.getLogger("rapidfire.batcher")
 
 LAYOUT_RECHECK = 3600.0
 MAX_ERROR_CHARS = 2000
+# A handler takes a Batch; Batcher ignores what it returns.
 Handler = Callable[[Batch], Any]
 
 
@@ -361,9 +362,9 @@ class Batcher:
     def stats(self) -> Stats:
         """Pending, in-flight and dead batches, and the counters, over all shards."""
         executor = self._ready()
-        return self._protocol.decode_stats(
-            executor.run_many(self._protocol.stats_calls())
-        )
+        now_ms = self._protocol.decode_time(executor.run(self._protocol.time_call()))
+        replies = executor.run_many(self._protocol.stats_calls(now_ms))
+        return self._protocol.decode_stats(now_ms, replies)
 
     def inspect(self, conversation: str) -> ConversationState:
         """Everything stored for one conversation (batches, lease, last error)."""
@@ -378,8 +379,8 @@ class Batcher:
         indexes = executor.run_many(self._protocol.dead_index_calls(limit))
         found = []
         for shard, index in zip(self._protocol.layout.all_shards(), indexes):
-            for member, score in zip(index[::2], index[1::2]):
-                found.append((float(score), shard, member.decode()))
+            for member, score in score_pairs(index):
+                found.append((score, shard, member.decode()))
         found.sort(key=lambda entry: entry[0])
         letters = []
         for _, shard, batch_id in found[:limit]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._validate import Duration, check_int, seconds
 from ._errors import ConfigurationError
+from ._validate import Duration, check_int, seconds
 
 if TYPE_CHECKING:
     import redis

@@ -1,5 +1,5 @@
-# Generated from _async_executor.py by tools/unasync.py. Do not edit: change _async_executor.py
-# and run `python tools/unasync.py`.
+# Generated from _async_executor.py by tools/unasync.py; do not edit.
+# Change _async_executor.py, then run `python tools/unasync.py`.
 """Sending calls to Redis: EVALSHA with NOSCRIPT recovery, pipelines, retries."""
 
 from __future__ import annotations

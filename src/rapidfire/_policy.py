@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ._validate import Duration, as_seconds, check_int, seconds, to_ms
 from ._errors import ConfigurationError
+from ._validate import Duration, as_seconds, check_int, seconds, to_ms
 
 __all__ = ["BatchPolicy"]
 
@@ -111,8 +111,9 @@ class BatchPolicy:
         """
         base = as_seconds(self.retry_backoff)
         cap = as_seconds(self.retry_backoff_max)
-        delay = min(cap, base * 2 ** max(0, attempt - 1))
-        return delay * (rng or random).uniform(0.5, 1.0)
+        delay = min(cap, base * 2.0 ** max(0, attempt - 1))
+        jitter: float = (rng or random).uniform(0.5, 1.0)
+        return delay * jitter
 
     def ms(self, name: str) -> int:
         """A duration field in whole milliseconds, as the scripts take it."""

@@ -39,13 +39,14 @@ __all__ = [
     "PushItem",
     "raise_first_error",
     "retry_delays",
+    "score_pairs",
 ]
 
 log = logging.getLogger("rapidfire.batcher")
 
 Arg = Union[str, bytes, int]
 NackOutcome = Literal["retry", "dead", "lost"]
-PushItem = Union[tuple[str, Any], tuple[str, Any, Union[str, None]]]
+PushItem = Union[tuple[str, Any], tuple[str, Any, str | None]]
 
 MAX_CONVERSATION_BYTES = 512
 MAX_DEDUPE_BYTES = 256
@@ -103,7 +104,18 @@ def _text(value: Any) -> str:
 
 
 def _seconds(ms: Any) -> float:
-    return int(ms) / 1000.0
+    return int(float(ms)) / 1000.0
+
+
+def score_pairs(reply: Sequence[Any]) -> list[tuple[Any, float]]:
+    """A ZRANGE ... WITHSCORES reply as (member, score) pairs.
+
+    redis-py returns it flat or paired depending on version and client; both
+    shapes are accepted.
+    """
+    if reply and isinstance(reply[0], (list, tuple)):
+        return [(member, float(score)) for member, score in reply]
+    return [(m, float(s)) for m, s in zip(reply[::2], reply[1::2])]
 
 
 class Protocol:
@@ -602,42 +614,50 @@ class Protocol:
 
     # -- reading ----------------------------------------------------------------
 
-    def stats_calls(self) -> list[Call]:
-        calls = [Call.command("TIME")]
+    def time_call(self) -> Call:
+        return Call.command("TIME")
+
+    def decode_time(self, reply: Sequence[Any]) -> int:
+        """A TIME reply (or the test clock) in ms."""
+        if self.clock is not None:
+            return round(self.clock() * 1000)
+        secs, micros = reply
+        return int(secs) * 1000 + int(micros) // 1000
+
+    def stats_calls(self, now_ms: int) -> list[Call]:
+        calls = []
         for s in self.layout.all_shards():
             calls += [
                 Call.command("ZCARD", s.ready),
                 Call.command("ZCARD", s.leased),
                 Call.command("ZCARD", s.dead),
                 Call.command("HGETALL", s.stats),
+                Call.command("ZCOUNT", s.ready, "-inf", now_ms),
                 Call.command("ZRANGE", s.ready, 0, 0, "WITHSCORES"),
             ]
         return calls
 
-    def decode_stats(self, replies: Sequence[Any]) -> Stats:
-        secs, micros = replies[0]
-        now_ms = int(secs) * 1000 + int(micros) // 1000
-        if self.clock is not None:
-            now_ms = round(self.clock() * 1000)
+    def decode_stats(self, now_ms: int, replies: Sequence[Any]) -> Stats:
         totals = dict.fromkeys(_COUNTERS, 0)
         reasons = {r.value: 0 for r in ReadyReason}
         pending = in_flight = dead = stored = overdue = 0
         oldest: float | None = None
         for i in range(self.layout.shards):
-            ready, leased, dead_n, counters, first = replies[1 + 5 * i : 6 + 5 * i]
+            ready, leased, dead_n, counters, due, first = replies[6 * i : 6 * i + 6]
             pending += int(ready)
             in_flight += int(leased)
             dead += int(dead_n)
+            overdue += int(due)
             c = {_text(key): int(value) for key, value in counters.items()}
             stored += c.get("messages", 0)
             for name in _COUNTERS:
                 totals[name] += c.get(name, 0)
             for reason in reasons:
                 reasons[reason] += c.get(f"ready_{reason}", 0)
-            if first and int(float(first[1])) <= now_ms:
-                overdue += 1
-                age = (now_ms - int(float(first[1]))) / 1000.0
-                oldest = age if oldest is None else max(oldest, age)
+            for _, score in score_pairs(first):
+                if score <= now_ms:
+                    age = (now_ms - score) / 1000.0
+                    oldest = age if oldest is None else max(oldest, age)
         return Stats(
             pending=pending,
             in_flight=in_flight,

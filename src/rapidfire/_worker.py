@@ -260,7 +260,7 @@ class _ThreadWorker:
             client = None
             try:
                 client = self.batcher.config.client()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)
+                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
                 pubsub.subscribe(channel)
                 self.schedule.all_due()
                 self.signal.set()

@@ -20,7 +20,7 @@ from ._model import (
     MessageKind,
     ReplyAddress,
 )
-from ._whatsapp_messages import text_of
+from ._reading import render_location, text_of
 
 __all__ = [
     "content_type",
@@ -119,9 +119,10 @@ def parse_long_timestamp(value: object) -> float | None:
             return None
     if isinstance(value, Mapping):
         low, high = value.get("low"), value.get("high")
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (low, high)):
+        if not isinstance(low, int) or not isinstance(high, int):
             return None
-        assert isinstance(low, int) and isinstance(high, int)
+        if isinstance(low, bool) or isinstance(high, bool):
+            return None
         high &= 0xFFFFFFFF
         if value.get("unsigned") is not True and high >= 0x80000000:
             high -= 1 << 32
@@ -231,7 +232,13 @@ def _read_content(message: Mapping[str, Any], ctype: str) -> _Content:
             text = text or media.filename
         return _MEDIA[ctype], text, media, None
     if ctype in ("locationMessage", "liveLocationMessage"):
-        return MessageKind.LOCATION, _render_location(body), None, None
+        location = render_location(
+            body.get("degreesLatitude"),
+            body.get("degreesLongitude"),
+            text_of(body, "name"),
+            text_of(body, "address"),
+        )
+        return MessageKind.LOCATION, location, None, None
     if ctype == "contactMessage":
         return MessageKind.CONTACTS, text_of(body, "displayName"), None, None
     if ctype == "contactsArrayMessage":
@@ -270,15 +277,3 @@ def _read_context(body: object) -> MessageContext | None:
         quoted_sender=text_of(info, "participant"),
         forwarded=forwarded,
     )
-
-
-def _render_location(body: Mapping[str, Any]) -> str | None:
-    words = [w for w in (text_of(body, "name"), text_of(body, "address")) if w]
-    lat, lon = body.get("degreesLatitude"), body.get("degreesLongitude")
-    numbers = all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lat, lon)
-    )
-    coordinates = f"{lat}, {lon}" if numbers else None
-    if words and coordinates:
-        return f"{', '.join(words)} ({coordinates})"
-    return ", ".join(words) or coordinates

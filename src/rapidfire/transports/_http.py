@@ -9,6 +9,7 @@ raising on them.
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +26,7 @@ __all__ = [
     "HttpResponse",
     "check_http_url",
     "get_header",
+    "json_object",
     "post_once",
     "urllib_call",
 ]
@@ -145,3 +147,12 @@ def check_http_url(field: str, url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise TransportConfigError(field, "must be an absolute http(s) URL")
     return url.rstrip("/")
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """Parse a reply body that should hold a JSON object; ``{}`` when it does not."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -303,7 +303,7 @@ class ErrorDetail:
         }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class InboundMessage:
     """One inbound message, normalized from any platform.
 
@@ -337,14 +337,22 @@ class InboundMessage:
     sender: Author
     timestamp: float
     kind: MessageKind
-    text: str | None = field(repr=False)
+    text: str | None
     reply_to: ReplyAddress
     platform_type: str
     media: MediaRef | None = None
     context: MessageContext | None = None
     payload: str | None = None
     errors: tuple[ErrorDetail, ...] = ()
-    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    raw: Mapping[str, Any] = field(default_factory=dict, compare=False)
+
+    def __repr__(self) -> str:
+        return (
+            f"InboundMessage(platform={self.platform!r}, "
+            f"conversation={mask(self.conversation)!r}, "
+            f"message_id={self.message_id!r}, kind={self.kind.value!r}, "
+            f"timestamp={self.timestamp!r}, sender={self.sender!r})"
+        )
 
     @property
     def dedupe_id(self) -> str:
@@ -359,7 +367,10 @@ class InboundMessage:
         return self.message_id
 
     def to_push(self, *, include_raw: bool = False) -> tuple[str, dict[str, Any], str]:
-        """Return ``(conversation, message, dedupe_id)`` for ``Batcher.push``.
+        """Return ``(conversation, message, dedupe_id)`` for the batcher.
+
+        The tuple is the item shape ``Batcher.push_many`` takes; for one
+        message, ``batcher.push(conversation, message, dedupe_id=dedupe_id)``.
 
         Args:
             include_raw: Also store the platform's raw item under ``"raw"``.

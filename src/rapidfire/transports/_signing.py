@@ -56,11 +56,12 @@ def secret_bytes(field: str, secret: str | bytes | None) -> bytes:
     return secret.encode("utf-8") if isinstance(secret, str) else bytes(secret)
 
 
-def _hex_hmac(secret: bytes, message: bytes) -> str:
-    return hmac.new(secret, message, hashlib.sha256).hexdigest()
+def _hex_hmac(secret: str | bytes, message: bytes) -> str:
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
 
 
-def _check(secret: bytes, message: bytes, header: str | None) -> None:
+def _check(secret: str | bytes, message: bytes, header: str | None) -> None:
     if header is None or not header.strip():
         raise SignatureError("signature header missing")
     header = header.strip()
@@ -73,12 +74,14 @@ def _check(secret: bytes, message: bytes, header: str | None) -> None:
         raise SignatureError("signature does not match")
 
 
-def hub_signature(app_secret: bytes, body: bytes) -> str:
+def hub_signature(app_secret: str | bytes, body: bytes) -> str:
     """Return the ``X-Hub-Signature-256`` value Meta would send for ``body``."""
     return _PREFIX + _hex_hmac(app_secret, body)
 
 
-def check_hub_signature(app_secret: bytes, body: bytes, header: str | None) -> None:
+def check_hub_signature(
+    app_secret: str | bytes, body: bytes, header: str | None
+) -> None:
     """Check an ``X-Hub-Signature-256`` value against the raw body.
 
     The hex digest may be in either case; the ``sha256=`` prefix is required.
@@ -90,7 +93,9 @@ def check_hub_signature(app_secret: bytes, body: bytes, header: str | None) -> N
     _check(app_secret, body, header)
 
 
-def verify_hub_signature(app_secret: bytes, body: bytes, header: str | None) -> bool:
+def verify_hub_signature(
+    app_secret: str | bytes, body: bytes, header: str | None
+) -> bool:
     """Return whether ``header`` is a valid ``X-Hub-Signature-256`` for ``body``."""
     try:
         _check(app_secret, body, header)
@@ -99,13 +104,13 @@ def verify_hub_signature(app_secret: bytes, body: bytes, header: str | None) -> 
     return True
 
 
-def bridge_signature(secret: bytes, timestamp: str, body: bytes) -> str:
+def bridge_signature(secret: str | bytes, timestamp: str, body: bytes) -> str:
     """Return the ``X-Rapidfire-Signature`` value for ``body`` sent at ``timestamp``."""
     return _PREFIX + _hex_hmac(secret, timestamp.encode("ascii") + b"." + body)
 
 
 def check_bridge_signature(
-    secret: bytes,
+    secret: str | bytes,
     body: bytes,
     *,
     timestamp: str | None,

@@ -10,8 +10,7 @@ framework-neutral and return a :class:`WebhookResponse` to copy out::
 
     # POST: raw body bytes (never re-serialised JSON) and the headers.
     def deliver(batch: WebhookBatch) -> None:
-        for message in batch.messages:
-            batcher.push(*message.to_push())
+        batcher.push_many([message.to_push() for message in batch.messages])
 
     answer = webhook.handle_post(raw_body, request.headers, deliver)
 
@@ -33,10 +32,11 @@ from ._handling import check_size, decode_object, respond
 from ._http import get_header
 from ._keys import check_tenant
 from ._model import ErrorDetail, InboundMessage
+from ._reading import list_of, text_of
 from ._redact import mask
 from ._results import ErrorReport, StatusUpdate, WebhookBatch, WebhookResponse
 from ._signing import HUB_SIGNATURE_HEADER, check_hub_signature, secret_bytes
-from ._whatsapp_messages import ContactIndex, parse_message, parse_timestamp, text_of
+from ._whatsapp_messages import ContactIndex, parse_message, parse_timestamp
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "WhatsAppWebhook"]
 
@@ -217,7 +217,7 @@ class WhatsAppWebhook:
 
         allowed = self._numbers is None or number in self._numbers
         contacts = ContactIndex.build(value.get("contacts"))
-        for item in _items(value, "messages"):
+        for item in out.items(value, "messages"):
             message = parse_message(
                 item,
                 phone_number_id=number,
@@ -243,15 +243,16 @@ class WhatsAppWebhook:
             logger.warning(
                 "dropped updates for unknown business number %s", mask(number)
             )
-            out.ignored += len(_items(value, "statuses")) + len(_items(value, "errors"))
+            out.ignored += len(out.items(value, "statuses"))
+            out.ignored += len(out.items(value, "errors"))
             return
-        for item in _items(value, "statuses"):
+        for item in out.items(value, "statuses"):
             status = _parse_status(item, number, self._clock)
             if status is None:
                 out.ignored += 1
             else:
                 out.statuses.append(status)
-        for item in _items(value, "errors"):
+        for item in out.items(value, "errors"):
             error = ErrorDetail.from_json(item)
             logger.warning("platform reported error code=%s", error.code)
             out.errors.append(ErrorReport(waba_id, number, error))
@@ -265,6 +266,13 @@ class _Collector:
         self.errors: list[ErrorReport] = []
         self.ignored = 0
 
+    def items(self, value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+        """Return the objects of the list ``value[key]``; count anything else."""
+        items = list_of(value, key)
+        objects = [item for item in items if isinstance(item, Mapping)]
+        self.ignored += len(items) - len(objects)
+        return objects
+
     def batch(self) -> WebhookBatch:
         return WebhookBatch(
             messages=tuple(self.messages),
@@ -273,13 +281,6 @@ class _Collector:
             dropped=tuple(self.dropped),
             ignored=self.ignored,
         )
-
-
-def _items(value: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    items = value.get(key)
-    if not isinstance(items, list):
-        return []
-    return [item for item in items if isinstance(item, Mapping)]
 
 
 def _single(params: Mapping[str, Any], name: str) -> str | None:

@@ -1,12 +1,12 @@
 """Normalizing the items of a Cloud API ``messages`` webhook value.
 
-One function per concern: matching a message to its ``contacts[]`` entry,
-building the conversation key, and reading each message type's body.
+Matching a message to its ``contacts[]`` entry (by id, never by position),
+choosing the sender's identity and reply address, and reading each message
+type's body.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,16 +21,14 @@ from ._model import (
     MessageKind,
     ReplyAddress,
 )
+from ._reading import digits, list_of, mapping_of, render_location, text_of
 
 __all__ = [
     "ContactIndex",
-    "digits",
     "parse_message",
     "parse_timestamp",
-    "text_of",
 ]
 
-_NON_DIGITS = re.compile(r"\D")
 _MEDIA_KINDS = {
     "image": MessageKind.IMAGE,
     "video": MessageKind.VIDEO,
@@ -39,38 +37,6 @@ _MEDIA_KINDS = {
     "sticker": MessageKind.STICKER,
 }
 _GENERIC_TEXT_FIELDS = ("body", "text", "caption", "title")
-
-
-def digits(phone: object) -> str | None:
-    """Return the digits of a phone number (``"+1 555-0100"`` -> ``"15550100"``)."""
-    if not isinstance(phone, str):
-        return None
-    return _NON_DIGITS.sub("", phone) or None
-
-
-def text_of(obj: object, key: str) -> str | None:
-    """Return ``obj[key]`` when ``obj`` is a mapping and the value a non-empty str."""
-    if isinstance(obj, Mapping):
-        value = obj.get(key)
-        if isinstance(value, str) and value:
-            return value
-    return None
-
-
-def _mapping(obj: object, key: str) -> Mapping[str, Any]:
-    if isinstance(obj, Mapping):
-        value = obj.get(key)
-        if isinstance(value, Mapping):
-            return value
-    return {}
-
-
-def _list(obj: object, key: str) -> list[Any]:
-    if isinstance(obj, Mapping):
-        value = obj.get(key)
-        if isinstance(value, list):
-            return value
-    return []
 
 
 @dataclass(frozen=True)
@@ -124,16 +90,16 @@ def parse_message(
     if message_id is None or not (phone or user_id):
         return None
 
-    profile = _mapping(contact, "profile")
+    profile = mapping_of(contact, "profile")
     platform_type = text_of(item, "type") or "unknown"
     kind, text, media, payload = _read_body(item, platform_type)
     context = _read_context(item)
     if kind is MessageKind.REACTION:
-        target = text_of(_mapping(item, "reaction"), "message_id")
+        target = text_of(mapping_of(item, "reaction"), "message_id")
         context = MessageContext(quoted_message_id=target)
     errors: tuple[ErrorDetail, ...] = ()
     if kind is MessageKind.UNSUPPORTED:
-        errors = tuple(ErrorDetail.from_json(e) for e in _list(item, "errors"))
+        errors = tuple(ErrorDetail.from_json(e) for e in list_of(item, "errors"))
 
     e164 = f"+{phone}" if phone else None
     reply_to = ReplyAddress(
@@ -198,7 +164,7 @@ _Body = tuple[MessageKind, str | None, MediaRef | None, str | None]
 
 def _read_body(item: Mapping[str, Any], platform_type: str) -> _Body:
     """Return (kind, text, media, payload) for the item's type."""
-    body = _mapping(item, platform_type)
+    body = mapping_of(item, platform_type)
     if platform_type == "text":
         return MessageKind.TEXT, text_of(body, "body"), None, None
     if platform_type in _MEDIA_KINDS:
@@ -216,11 +182,17 @@ def _read_body(item: Mapping[str, Any], platform_type: str) -> _Body:
             text = text or media.filename
         return _MEDIA_KINDS[platform_type], text, media, None
     if platform_type == "location":
-        return MessageKind.LOCATION, _render_location(body), None, None
+        location = render_location(
+            body.get("latitude"),
+            body.get("longitude"),
+            text_of(body, "name"),
+            text_of(body, "address"),
+        )
+        return MessageKind.LOCATION, location, None, None
     if platform_type == "contacts":
         return MessageKind.CONTACTS, _render_contacts(item), None, None
     if platform_type == "interactive":
-        reply = _mapping(body, text_of(body, "type") or "")
+        reply = mapping_of(body, text_of(body, "type") or "")
         text = text_of(reply, "title") or text_of(reply, "body")
         payload = text_of(reply, "id") or text_of(reply, "response_json")
         return MessageKind.INTERACTIVE, text, None, payload
@@ -247,29 +219,14 @@ def _generic_text(body: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _render_location(body: Mapping[str, Any]) -> str | None:
-    words = [w for w in (text_of(body, "name"), text_of(body, "address")) if w]
-    lat, lon = body.get("latitude"), body.get("longitude")
-    coordinates = None
-    if _is_number(lat) and _is_number(lon):
-        coordinates = f"{lat}, {lon}"
-    if words and coordinates:
-        return f"{', '.join(words)} ({coordinates})"
-    return ", ".join(words) or coordinates
-
-
 def _render_contacts(item: Mapping[str, Any]) -> str | None:
     cards = []
-    for card in _list(item, "contacts"):
-        name = text_of(_mapping(card, "name"), "formatted_name")
-        phones = [text_of(p, "phone") for p in _list(card, "phones")]
+    for card in list_of(item, "contacts"):
+        name = text_of(mapping_of(card, "name"), "formatted_name")
+        phones = [text_of(p, "phone") for p in list_of(card, "phones")]
         phone = next((p for p in phones if p), None)
         if name and phone:
             cards.append(f"{name} ({phone})")
         elif name or phone:
             cards.append(name or phone or "")
     return "; ".join(cards) or None
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,4 +1,4 @@
-"""Sending replies through the WhatsApp Cloud API (``POST /{phone_number_id}/messages``)."""
+"""Sending replies through the WhatsApp Cloud API (its `/messages` endpoint)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,19 @@ from typing import Any
 import anyio.to_thread
 
 from ._errors import InvalidAddressError, SendError, TransportConfigError
-from ._http import HttpCall, HttpRequest, check_http_url, post_once, urllib_call
+from ._http import (
+    HttpCall,
+    HttpRequest,
+    check_http_url,
+    json_object,
+    post_once,
+    urllib_call,
+)
 from ._model import ReplyAddress
+from ._reading import digits
 from ._redact import mask
 from ._retry import RetryPolicy, call_with_retries
 from ._split import WHATSAPP_TEXT_LIMIT, split_text
-from ._whatsapp_messages import digits
 
 __all__ = [
     "GRAPH_API_URL",
@@ -199,7 +206,7 @@ class WhatsAppSender:
 
     def _attempt(self, request: HttpRequest, what: str) -> Mapping[str, Any]:
         reply = post_once(self._http, request, what)
-        body = _json_object(reply.body)
+        body = json_object(reply.body)
         if 200 <= reply.status < 300:
             return body
         raise _graph_error(reply.status, body, what)
@@ -269,14 +276,6 @@ def _text_payload(reply_to: ReplyAddress, part: str, preview: bool) -> dict[str,
     payload["type"] = "text"
     payload["text"] = {"body": part, "preview_url": preview}
     return payload
-
-
-def _json_object(body: bytes) -> Mapping[str, Any]:
-    try:
-        value = json.loads(body)
-    except (ValueError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _message_ids(reply: Mapping[str, Any]) -> list[str]:
