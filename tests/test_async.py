@@ -364,7 +364,10 @@ async def test_scripts_are_reloaded_after_script_flush(
     assert [r.size for r in many] == [3, 1]
     assert claimed[ALICE].messages == (1, 2, 3)
     assert acked is True
-    assert len([r for r in caplog.records if "NOSCRIPT" in r.getMessage()]) == 4
+    # Only push had run before a flush: claim and ack were first loads, which
+    # are routine and not reported as NOSCRIPT reloads.
+    reloads = [r for r in caplog.records if "NOSCRIPT" in r.getMessage()]
+    assert {r.args[0] for r in reloads} == {"push"}
 
 
 async def test_context_manager_closes_and_reconnects(config: RedisConfig):
@@ -483,12 +486,6 @@ async def test_async_drain_handles_a_push_to_an_idle_worker(make_async: MakeAsyn
     assert report.handled == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: lost wake-up: a claim that ran before a push but answers after the"
-    " push's wake message overwrites the newer deadline with its stale one"
-    " (Schedule.claimed), so the batch waits for RESYNC (30 s)",
-)
 async def test_async_drain_does_not_miss_a_push_during_an_in_flight_claim(
     make_async: MakeAsync,
 ):

@@ -945,11 +945,6 @@ BAD_DURATIONS: list[tuple[str, Callable[[Batcher, Batch], Any]]] = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a bad duration argument of a call raises ConfigurationError, not"
-    " InvalidArgumentError (the batchers reuse the config's seconds() check)",
-)
 @pytest.mark.parametrize(
     "call", [c[1] for c in BAD_DURATIONS], ids=[c[0] for c in BAD_DURATIONS]
 )
@@ -1018,7 +1013,9 @@ def test_scripts_are_reloaded_after_script_flush(
     assert flushed == 3
     assert batches[ALICE].messages == (1, 2, 3)
     assert (acked, nacked) == (True, "retry")
-    assert len(reloads) == 6
+    # Only push ran before a flush; flush, claim, ack and nack were first
+    # loads, which are routine and not reported as NOSCRIPT reloads.
+    assert {r.args[0] for r in reloads} == {"push"}
 
 
 def test_readiness_follows_the_server_clock_not_the_local_one(
@@ -1167,11 +1164,6 @@ def test_a_batcher_with_other_shards_on_the_namespace_is_refused(
     assert "same shards setting" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the layout is never checked (nor recorded) when time.monotonic()"
-    " < 3600, e.g. within an hour of boot: _layout_checked starts at 0.0",
-)
 def test_the_layout_is_checked_soon_after_boot(
     config: RedisConfig, make_batcher: MakeBatcher, uptime: Callable[[float], None]
 ):

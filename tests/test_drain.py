@@ -254,12 +254,6 @@ def test_a_push_to_an_idle_worker_is_handled_promptly(make_batcher: MakeBatcher)
     assert run["report"].handled == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: lost wake-up: a claim that ran before a push but answers after the"
-    " push's wake message (or the listener's all_due) overwrites the newer deadline"
-    " with its stale one (Schedule.claimed), so the batch waits for RESYNC (30 s)",
-)
 def test_a_push_during_an_in_flight_claim_is_not_missed(make_batcher: MakeBatcher):
     batcher = make_batcher()
     handled = threading.Event()

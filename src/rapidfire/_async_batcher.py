@@ -28,7 +28,7 @@ from ._models import (
 )
 from ._policy import BatchPolicy
 from ._protocol import ClaimResult, NackOutcome, Protocol, score_pairs
-from ._validate import seconds as check_seconds
+from ._validate import argument_seconds as check_seconds
 
 __all__ = ["AsyncBatcher"]
 
@@ -82,7 +82,7 @@ class AsyncBatcher:
             )
         self._protocol = Protocol(config, policy or BatchPolicy(), codec, clock)
         self._executor: AsyncExecutor | None = None
-        self._layout_checked = 0.0
+        self._layout_checked: float | None = None
         self._lock = anyio.Lock()
         self._next_shard = 0
 
@@ -108,10 +108,7 @@ class AsyncBatcher:
 
     async def _ready(self) -> AsyncExecutor:
         executor = self._executor
-        if (
-            executor is not None
-            and time.monotonic() - self._layout_checked < LAYOUT_RECHECK
-        ):
+        if executor is not None and not self._layout_due():
             return executor
         async with self._lock:
             if self._executor is None:
@@ -121,11 +118,15 @@ class AsyncBatcher:
                 )
                 log.info("rapidfire using %s", config.describe())
             executor = self._executor
-            if time.monotonic() - self._layout_checked >= LAYOUT_RECHECK:
+            if self._layout_due():
                 replies = await executor.run_many(self._protocol.layout_calls())
                 self._protocol.check_layout(replies)
                 self._layout_checked = time.monotonic()
         return executor
+
+    def _layout_due(self) -> bool:
+        checked = self._layout_checked
+        return checked is None or time.monotonic() - checked >= LAYOUT_RECHECK
 
     async def ping(self) -> float:
         """Round-trip time to Redis in seconds; raises when it is unreachable."""
@@ -137,7 +138,7 @@ class AsyncBatcher:
     async def aclose(self) -> None:
         """Close the connection pool. The batcher reconnects if used again."""
         executor, self._executor = self._executor, None
-        self._layout_checked = 0.0
+        self._layout_checked = None
         if executor is not None:
             await executor.client.aclose()
 
@@ -368,9 +369,7 @@ class AsyncBatcher:
     async def stats(self) -> Stats:
         """Pending, in-flight and dead batches, and the counters, over all shards."""
         executor = await self._ready()
-        now_ms = self._protocol.decode_time(
-            await executor.run(self._protocol.time_call())
-        )
+        now_ms = await self._server_ms(executor)
         replies = await executor.run_many(self._protocol.stats_calls(now_ms))
         return self._protocol.decode_stats(now_ms, replies)
 
@@ -386,7 +385,10 @@ class AsyncBatcher:
         """The oldest dead letters, up to ``limit``, oldest first."""
         limit = self._protocol.check_limit(limit)
         executor = await self._ready()
-        indexes = await executor.run_many(self._protocol.dead_index_calls(limit))
+        now_ms = await self._server_ms(executor)
+        indexes = await executor.run_many(
+            self._protocol.dead_index_calls(now_ms, limit)
+        )
         found = []
         for shard, index in zip(self._protocol.layout.all_shards(), indexes):
             for member, score in score_pairs(index):
@@ -433,6 +435,11 @@ class AsyncBatcher:
         call = self._protocol.purge_call(batch_id)
         executor = await self._ready()
         return bool(await executor.run(call))
+
+    async def _server_ms(self, executor: AsyncExecutor) -> int:
+        return self._protocol.decode_time(
+            await executor.run(self._protocol.time_call())
+        )
 
     async def _dead_letter_of(self, dead: DeadLetter | str) -> DeadLetter | None:
         if isinstance(dead, DeadLetter):

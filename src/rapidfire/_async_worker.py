@@ -142,12 +142,14 @@ class _AsyncWorker:
                 shards = range(self.shards) if idle_check else self.schedule.due(now)
                 try:
                     for shard in shards:
+                        epoch = self.schedule.epoch(shard)
                         result = await self.batcher.claim_shard(shard, free)
                         self.schedule.claimed(
                             shard,
                             result.next_deadline_ms,
                             result.server_now_ms,
                             time.monotonic(),
+                            epoch,
                         )
                         empty[shard] = result.ready == 0 and result.leased == 0
                         for batch in result.batches:

@@ -24,7 +24,7 @@ from ._models import (
 )
 from ._policy import BatchPolicy
 from ._protocol import ClaimResult, NackOutcome, Protocol, score_pairs
-from ._validate import seconds as check_seconds
+from ._validate import argument_seconds as check_seconds
 
 __all__ = ["Batcher"]
 
@@ -77,7 +77,7 @@ class Batcher:
             )
         self._protocol = Protocol(config, policy or BatchPolicy(), codec, clock)
         self._executor: SyncExecutor | None = None
-        self._layout_checked = 0.0
+        self._layout_checked: float | None = None
         self._lock = threading.Lock()
         self._next_shard = 0
 
@@ -103,10 +103,7 @@ class Batcher:
 
     def _ready(self) -> SyncExecutor:
         executor = self._executor
-        if (
-            executor is not None
-            and time.monotonic() - self._layout_checked < LAYOUT_RECHECK
-        ):
+        if executor is not None and not self._layout_due():
             return executor
         with self._lock:
             if self._executor is None:
@@ -116,11 +113,15 @@ class Batcher:
                 )
                 log.info("rapidfire using %s", config.describe())
             executor = self._executor
-            if time.monotonic() - self._layout_checked >= LAYOUT_RECHECK:
+            if self._layout_due():
                 replies = executor.run_many(self._protocol.layout_calls())
                 self._protocol.check_layout(replies)
                 self._layout_checked = time.monotonic()
         return executor
+
+    def _layout_due(self) -> bool:
+        checked = self._layout_checked
+        return checked is None or time.monotonic() - checked >= LAYOUT_RECHECK
 
     def ping(self) -> float:
         """Round-trip time to Redis in seconds; raises when it is unreachable."""
@@ -132,7 +133,7 @@ class Batcher:
     def close(self) -> None:
         """Close the connection pool. The batcher reconnects if used again."""
         executor, self._executor = self._executor, None
-        self._layout_checked = 0.0
+        self._layout_checked = None
         if executor is not None:
             executor.client.close()
 
@@ -362,7 +363,7 @@ class Batcher:
     def stats(self) -> Stats:
         """Pending, in-flight and dead batches, and the counters, over all shards."""
         executor = self._ready()
-        now_ms = self._protocol.decode_time(executor.run(self._protocol.time_call()))
+        now_ms = self._server_ms(executor)
         replies = executor.run_many(self._protocol.stats_calls(now_ms))
         return self._protocol.decode_stats(now_ms, replies)
 
@@ -376,7 +377,8 @@ class Batcher:
         """The oldest dead letters, up to ``limit``, oldest first."""
         limit = self._protocol.check_limit(limit)
         executor = self._ready()
-        indexes = executor.run_many(self._protocol.dead_index_calls(limit))
+        now_ms = self._server_ms(executor)
+        indexes = executor.run_many(self._protocol.dead_index_calls(now_ms, limit))
         found = []
         for shard, index in zip(self._protocol.layout.all_shards(), indexes):
             for member, score in score_pairs(index):
@@ -423,6 +425,9 @@ class Batcher:
         call = self._protocol.purge_call(batch_id)
         executor = self._ready()
         return bool(executor.run(call))
+
+    def _server_ms(self, executor: SyncExecutor) -> int:
+        return self._protocol.decode_time(executor.run(self._protocol.time_call()))
 
     def _dead_letter_of(self, dead: DeadLetter | str) -> DeadLetter | None:
         if isinstance(dead, DeadLetter):

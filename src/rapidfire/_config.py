@@ -119,7 +119,8 @@ class RedisConfig:
             path = unquote(parts.path)
             if not path:
                 raise ConfigurationError(
-                    f"url {self.url!r} names no socket path (unix:///path/to.sock)"
+                    f"url {_redact_url(self.url)!r} names no socket path"
+                    " (unix:///path/to.sock)"
                 )
             host = "localhost"
         else:
@@ -269,10 +270,9 @@ class RedisConfig:
         elif self.scheme == "unix":
             server = f"unix://{self.path}"
         else:
+            secret = ":***" if self.password else ""
             user = (
-                f"{self.username}:***@"
-                if self.username
-                else (":***@" if self.password else "")
+                f"{self.username or ''}{secret}@" if (self.username or secret) else ""
             )
             server = f"{self.scheme}://{user}{self.host}:{self.port}"
         return f"{server} db={self.db} namespace={self.namespace}"

@@ -26,6 +26,16 @@ class SyncExecutor:
         self.client = client
         self.where = where
         self.retries = retries
+        self._loaded: set[str] = set()
+
+    def _note_load(self, name: str) -> None:
+        # The first load of a script is routine; a later one means the server
+        # lost its script cache (restart, failover, SCRIPT FLUSH).
+        if name in self._loaded:
+            log.info("reloading script %s after NOSCRIPT", name)
+        else:
+            log.debug("loading script %s", name)
+            self._loaded.add(name)
 
     def run(self, call: Call) -> Any:
         """Send one call, retrying an idempotent one after connection errors."""
@@ -65,7 +75,7 @@ class SyncExecutor:
                 script.sha, len(call.keys), *call.keys, *call.args
             )
         except redis.exceptions.NoScriptError:
-            log.info("reloading script %s after NOSCRIPT", script.name)
+            self._note_load(script.name)
             self.client.script_load(script.source)
             return self.client.evalsha(
                 script.sha, len(call.keys), *call.keys, *call.args
@@ -79,10 +89,10 @@ class SyncExecutor:
             if isinstance(reply, redis.exceptions.NoScriptError)
         ]
         if missing:
-            sources = {s.source for i in missing if (s := calls[i].script) is not None}
-            for source in sources:
-                self.client.script_load(source)
-            log.info("reloaded %d script(s) after NOSCRIPT", len(sources))
+            scripts = {s.name: s for i in missing if (s := calls[i].script) is not None}
+            for script in scripts.values():
+                self._note_load(script.name)
+                self.client.script_load(script.source)
             again = self._pipeline([calls[i] for i in missing])
             for i, reply in zip(missing, again):
                 replies[i] = reply

@@ -541,9 +541,22 @@ class Protocol:
 
     # -- dead letters -----------------------------------------------------------
 
-    def dead_index_calls(self, limit: int) -> list[Call]:
+    def _dead_since(self, now_ms: int) -> str:
+        """Index entries older than this have outlived their letters' TTL."""
+        return f"({now_ms - self.policy.ms('dead_letter_ttl')}"
+
+    def dead_index_calls(self, now_ms: int, limit: int) -> list[Call]:
         return [
-            Call.command("ZRANGE", s.dead, 0, limit - 1, "WITHSCORES")
+            Call.command(
+                "ZRANGEBYSCORE",
+                s.dead,
+                self._dead_since(now_ms),
+                "+inf",
+                "WITHSCORES",
+                "LIMIT",
+                0,
+                limit,
+            )
             for s in self.layout.all_shards()
         ]
 
@@ -630,7 +643,7 @@ class Protocol:
             calls += [
                 Call.command("ZCARD", s.ready),
                 Call.command("ZCARD", s.leased),
-                Call.command("ZCARD", s.dead),
+                Call.command("ZCOUNT", s.dead, self._dead_since(now_ms), "+inf"),
                 Call.command("HGETALL", s.stats),
                 Call.command("ZCOUNT", s.ready, "-inf", now_ms),
                 Call.command("ZRANGE", s.ready, 0, 0, "WITHSCORES"),

@@ -10,30 +10,46 @@ import math
 from datetime import timedelta
 from typing import Union
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, InvalidArgumentError
 
 Duration = Union[float, int, timedelta]
 
-__all__ = ["Duration", "as_seconds", "check_int", "seconds", "to_ms"]
+__all__ = [
+    "Duration",
+    "argument_seconds",
+    "as_seconds",
+    "check_int",
+    "seconds",
+    "to_ms",
+]
 
 
-def seconds(field: str, value: object, *, minimum: float = 0.0) -> float:
-    """Return ``value`` as float seconds, or raise naming ``field``."""
+def seconds(
+    field: str,
+    value: object,
+    *,
+    minimum: float = 0.0,
+    error: type[ValueError] = ConfigurationError,
+) -> float:
+    """Return ``value`` as float seconds, or raise ``error`` naming ``field``."""
     if isinstance(value, timedelta):
         result = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         result = float(value)
     else:
-        raise ConfigurationError(
+        raise error(
             f"{field} must be a number of seconds or a timedelta, got {value!r}"
         )
     if math.isnan(result) or math.isinf(result):
-        raise ConfigurationError(f"{field} must be finite, got {value!r}")
+        raise error(f"{field} must be finite, got {value!r}")
     if result < minimum:
-        raise ConfigurationError(
-            f"{field} must be at least {minimum:g} s, got {value!r}"
-        )
+        raise error(f"{field} must be at least {minimum:g} s, got {value!r}")
     return result
+
+
+def argument_seconds(field: str, value: object, *, minimum: float = 0.0) -> float:
+    """:func:`seconds` for a call's argument: raises InvalidArgumentError."""
+    return seconds(field, value, minimum=minimum, error=InvalidArgumentError)
 
 
 def as_seconds(value: Duration) -> float:

@@ -102,7 +102,7 @@ class _ThreadWorker:
         finally:
             self.closed.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            listener.join(timeout=2.0)
+            listener.join(timeout=0.1)
         return self.report
 
     # -- the loop -----------------------------------------------------------
@@ -135,12 +135,14 @@ class _ThreadWorker:
                 shards = range(self.shards) if idle_check else self.schedule.due(now)
                 try:
                     for shard in shards:
+                        epoch = self.schedule.epoch(shard)
                         result = self.batcher.claim_shard(shard, free)
                         self.schedule.claimed(
                             shard,
                             result.next_deadline_ms,
                             result.server_now_ms,
                             time.monotonic(),
+                            epoch,
                         )
                         empty[shard] = result.ready == 0 and result.leased == 0
                         for batch in result.batches:
@@ -266,7 +268,7 @@ class _ThreadWorker:
                 self.signal.set()
                 pause = 0.5
                 while not self.closed.is_set():
-                    message = pubsub.get_message(timeout=1.0)
+                    message = pubsub.get_message(timeout=0.5)
                     if message is None or message.get("type") != "message":
                         continue
                     wake = parse_wake(message["data"])

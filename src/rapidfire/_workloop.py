@@ -52,6 +52,9 @@ class Schedule:
 
     def __init__(self, shards: int, resync: float) -> None:
         self._due = [0.0] * shards
+        # Bumped by every wake and resync: a claim whose reply arrives after
+        # one must not overwrite the newer deadline with its older view.
+        self._epoch = [0] * shards
         self._lock = threading.Lock()
         self.resync = resync
         self._next_resync = time.monotonic() + resync
@@ -59,12 +62,24 @@ class Schedule:
     def _local(self, deadline_ms: int, server_now_ms: int, at: float) -> float:
         return at + max(0, deadline_ms - server_now_ms) / 1000.0 + SLACK
 
+    def epoch(self, shard: int) -> int:
+        """Read before sending a claim; pass it to :meth:`claimed`."""
+        with self._lock:
+            return self._epoch[shard]
+
     def claimed(
-        self, shard: int, next_ms: int | None, server_now_ms: int, at: float
+        self,
+        shard: int,
+        next_ms: int | None,
+        server_now_ms: int,
+        at: float,
+        epoch: int,
     ) -> None:
-        """A claim of ``shard`` answered at local time ``at``."""
+        """A claim of ``shard``, sent at ``epoch``, answered at local time ``at``."""
         due = math.inf if next_ms is None else self._local(next_ms, server_now_ms, at)
         with self._lock:
+            if self._epoch[shard] != epoch:
+                due = min(due, self._due[shard])
             self._due[shard] = due
 
     def woken(
@@ -75,12 +90,14 @@ class Schedule:
             return
         due = self._local(deadline_ms, server_now_ms, at)
         with self._lock:
+            self._epoch[shard] += 1
             self._due[shard] = min(self._due[shard], due)
 
     def all_due(self) -> None:
         """Claim every shard on the next round (start, reconnect, resync)."""
         with self._lock:
             self._due = [0.0] * len(self._due)
+            self._epoch = [e + 1 for e in self._epoch]
             self._next_resync = time.monotonic() + self.resync
 
     def due(self, now: float) -> list[int]:

@@ -138,6 +138,8 @@ local function dead_letter(ctx, conv, keys, head, err, now, dl, dm)
     'reason', head.why, 'dead_at', fmt(now))
   redis.call('PEXPIRE', dl, ctx.dead_ttl)
   redis.call('PEXPIRE', dm, ctx.dead_ttl)
+  -- Letters older than dead_ttl have expired on their own; drop their ids.
+  redis.call('ZREMRANGEBYSCORE', ctx.dead, '-inf', '(' .. fmt(now - ctx.dead_ttl))
   redis.call('ZADD', ctx.dead, now, head.id)
   redis.call('PEXPIRE', ctx.dead, ctx.dead_ttl)
   remove_head(ctx, conv, keys, head)
