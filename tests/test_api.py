@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = resources.files("rapidfire").joinpath("scripts")
 # Method names that differ by design between the two batchers.
 RENAMED = {"aclose": "close"}
-KEY_FIELDS = ("m", "b", "c", "ready", "leased", "stats", "dead")
+KEY_FIELDS = ("m", "b", "c", "d", "ready", "leased", "stats", "dead")
 
 
 def lua(name: str) -> str:
@@ -219,6 +219,10 @@ def test_scripts_other_than_claim_take_every_key_from_keys(name: str):
         for pair in re.findall(r"(\w+)\s*=\s*([^,]+?)\s*(?:,|$)", table.strip())
         if pair[0] in KEY_FIELDS
     )
+    # shard_ctx({KEYS[a], KEYS[b], ...}, settings) binds ready, leased, stats, dead.
+    for listed in re.findall(r"shard_ctx\(\{([^}]*)\}", code):
+        values = [v.strip() for v in listed.split(",")]
+        bound.update(zip(("ready", "leased", "stats", "dead"), values))
     # The first argument of each direct command: the key it touches.
     touched = re.findall(r"redis\.call\(\s*'[A-Z]+'\s*,\s*([^,)]+)", code)
 
@@ -226,11 +230,13 @@ def test_scripts_other_than_claim_take_every_key_from_keys(name: str):
     assert "conversation_keys(" not in code
     assert "prefix" not in code
     assert re.findall(r"\.\.\s*'[a-z]+:'", code) == []
-    assert {f: v for f, v in bound.items() if not re.fullmatch(r"KEYS\[\d+\]", v)} == {}
+    assert {
+        f: v for f, v in bound.items() if not re.fullmatch(r"KEYS\[[\w +]+\]", v)
+    } == {}
     assert [
         key
         for key in touched
-        if not re.fullmatch(r"KEYS\[\d+\]", key)
+        if not re.fullmatch(r"KEYS\[[\w +]+\]", key)
         and not (key.split(".")[0] in ("keys", "ctx") and key.split(".")[-1] in bound)
     ] == []
 
@@ -282,9 +288,12 @@ def test_every_call_passes_as_many_keys_and_argv_as_its_script_documents():
     for call in calls:
         assert call.script is not None
         text = header(lua(call.script.name))
-        assert len(call.keys) == max(documented_slots(text, "KEYS")), call.script.name
+        keys = max(documented_slots(text, "KEYS"))
         argv = max(documented_slots(text, "ARGV"))
         if call.script.name == "push":
-            assert len(call.args) == argv + 1  # ARGV[11..]: one dedupe/message pair
+            # KEYS[4k..4k+3] per conversation; ARGV[4..]: id, n, n pairs.
+            assert len(call.keys) == keys + 4
+            assert len(call.args) == argv + 3
         else:
+            assert len(call.keys) == keys, call.script.name
             assert len(call.args) == argv, call.script.name

@@ -177,25 +177,26 @@ class AsyncBatcher:
         """
         call = self._protocol.push_call(conversation, message, dedupe_id)
         executor = await self._ready()
-        return self._protocol.decode_push(conversation, await executor.run(call))[0]
+        return self._protocol.decode_push(call, await executor.run(call))[0]
 
     async def push_many(self, items: Iterable[Any]) -> list[PushReceipt]:
         """Push many messages in one round trip; receipts come back in order.
 
         Each item is ``(conversation, message)`` or ``(conversation, message,
         dedupe_id)``. Every item is validated before anything is sent. The
-        messages of one conversation are stored in one atomic step; different
-        conversations are independent steps of one pipeline.
+        messages of one conversation are stored in one atomic step; a
+        conversation's step does not wait for another's, and a failure part-way
+        can leave some conversations pushed and others not.
         """
-        calls, positions, conversations = self._protocol.push_calls(items)
+        calls, positions = self._protocol.push_calls(items)
         if not calls:
             return []
         executor = await self._ready()
         replies = await executor.run_many(calls)
         receipts: list[PushReceipt | None] = [None] * sum(map(len, positions))
-        for conversation, where, reply in zip(conversations, positions, replies):
+        for call, where, reply in zip(calls, positions, replies):
             for position, receipt in zip(
-                where, self._protocol.decode_push(conversation, reply)
+                where, self._protocol.decode_push(call, reply)
             ):
                 receipts[position] = receipt
         return [r for r in receipts if r is not None]

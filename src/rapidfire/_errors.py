@@ -38,6 +38,7 @@ __all__ = [
     "RedisUnavailableError",
     "StoreError",
     "translate",
+    "translate_error",
 ]
 
 
@@ -85,22 +86,29 @@ class RedisCommandError(StoreError):
     """Redis answered a command with an error (out of memory, read-only, ...)."""
 
 
+TRANSLATED = (redis.exceptions.RedisError, OSError)
+"""The exceptions :func:`translate_error` maps."""
+
+
+def translate_error(exc: BaseException, where: str) -> StoreError:
+    """rapidfire's exception for a redis-py (or socket) exception."""
+    if isinstance(exc, redis.exceptions.AuthenticationError):
+        return RedisAuthenticationError(
+            f"Redis at {where} refused the credentials: {exc}", where=where
+        )
+    if isinstance(
+        exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+    ):
+        return RedisUnavailableError(
+            f"Redis at {where} is unreachable: {exc}", where=where
+        )
+    return RedisCommandError(f"Redis at {where} failed: {exc}", where=where)
+
+
 @contextmanager
 def translate(where: str) -> Iterator[None]:
     """Re-raise redis-py exceptions as rapidfire's, naming ``where`` (host:port)."""
     try:
         yield
-    except redis.exceptions.AuthenticationError as exc:
-        raise RedisAuthenticationError(
-            f"Redis at {where} refused the credentials: {exc}", where=where
-        ) from exc
-    except (
-        redis.exceptions.ConnectionError,
-        redis.exceptions.TimeoutError,
-        OSError,
-    ) as exc:
-        raise RedisUnavailableError(
-            f"Redis at {where} is unreachable: {exc}", where=where
-        ) from exc
-    except redis.exceptions.RedisError as exc:
-        raise RedisCommandError(f"Redis at {where} failed: {exc}", where=where) from exc
+    except TRANSLATED as exc:
+        raise translate_error(exc, where) from exc

@@ -11,7 +11,7 @@ from typing import Any
 
 import redis.exceptions
 
-from ._errors import RedisUnavailableError, translate
+from ._errors import TRANSLATED, RedisUnavailableError, translate, translate_error
 from ._protocol import Call, raise_first_error, retry_delays
 
 __all__ = ["SyncExecutor"]
@@ -39,9 +39,15 @@ class SyncExecutor:
 
     def run(self, call: Call) -> Any:
         """Send one call, retrying an idempotent one after connection errors."""
-        return (self.run_many([call], single=True))[0]
+        try:
+            return self._send(call)
+        except TRANSLATED as exc:
+            error = translate_error(exc, self.where)
+            if not (isinstance(error, RedisUnavailableError) and call.idempotent):
+                raise error from exc
+        return (self._retry([call], single=True))[0]
 
-    def run_many(self, calls: Sequence[Call], *, single: bool = False) -> list[Any]:
+    def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Send calls in one pipeline (not a transaction); raise the first error.
 
         A batch of calls is retried after a connection error only when every
@@ -49,22 +55,30 @@ class SyncExecutor:
         """
         if not calls:
             return []
-        idempotent = all(c.idempotent for c in calls)
-        delays = retry_delays(self.retries if idempotent else 0)
-        while True:
+        try:
+            return self._send_many(calls)
+        except TRANSLATED as exc:
+            error = translate_error(exc, self.where)
+            idempotent = all(c.idempotent for c in calls)
+            if not (isinstance(error, RedisUnavailableError) and idempotent):
+                raise error from exc
+        return self._retry(calls, single=False)
+
+    def _retry(self, calls: Sequence[Call], *, single: bool) -> list[Any]:
+        for delay in retry_delays(self.retries):
+            log.warning("Redis at %s unreachable; retrying in %.2fs", self.where, delay)
+            time.sleep(delay)
             try:
                 with translate(self.where):
                     if single:
                         return [self._send(calls[0])]
                     return self._send_many(calls)
             except RedisUnavailableError:
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                log.warning(
-                    "Redis at %s unreachable; retrying in %.2fs", self.where, delay
-                )
-                time.sleep(delay)
+                continue
+        with translate(self.where):
+            if single:
+                return [self._send(calls[0])]
+            return self._send_many(calls)
 
     def _send(self, call: Call) -> Any:
         if call.script is None:

@@ -103,15 +103,23 @@ class Layout:
 
     def conversation(self, conversation: str) -> ConversationKeys:
         """The keys of one conversation."""
-        shard = self.shard(self.shard_of(conversation))
-        p = shard.prefix
-        return ConversationKeys(
-            shard=shard,
-            messages=f"{p}m:{conversation}",
-            batches=f"{p}b:{conversation}",
-            state=f"{p}c:{conversation}",
-            dedupe=f"{p}d:{conversation}",
-        )
+        return _conversation_keys(self.namespace, self.shards, conversation)
+
+
+@functools.lru_cache(maxsize=65536)
+def _conversation_keys(
+    namespace: str, shards: int, conversation: str
+) -> ConversationKeys:
+    index = zlib.crc32(conversation.encode("utf-8")) % shards if shards > 1 else 0
+    shard = _shard_keys(namespace, shards, index)
+    p = shard.prefix
+    return ConversationKeys(
+        shard=shard,
+        messages=f"{p}m:{conversation}",
+        batches=f"{p}b:{conversation}",
+        state=f"{p}c:{conversation}",
+        dedupe=f"{p}d:{conversation}",
+    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -50,6 +50,7 @@ PushItem = Union[tuple[str, Any], tuple[str, Any, str | None]]
 
 MAX_CONVERSATION_BYTES = 512
 MAX_DEDUPE_BYTES = 256
+PUSH_CALL_MESSAGES = 256
 LAYOUT_TTL_MS = 30 * 86400 * 1000
 _COUNTERS = (
     "pushed",
@@ -65,7 +66,6 @@ _COUNTERS = (
 )
 
 
-@dataclass(frozen=True)
 class Call:
     """One request: a script (``script`` set) or a plain command.
 
@@ -73,10 +73,23 @@ class Call:
     failure left its outcome unknown.
     """
 
-    keys: tuple[str, ...]
-    args: tuple[Arg, ...]
-    script: Script | None = None
-    idempotent: bool = True
+    __slots__ = ("args", "idempotent", "keys", "script")
+
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        args: tuple[Arg, ...],
+        script: Script | None = None,
+        idempotent: bool = True,
+    ) -> None:
+        self.keys = keys
+        self.args = args
+        self.script = script
+        self.idempotent = idempotent
+
+    def __repr__(self) -> str:
+        name = self.script.name if self.script else self.args[0]
+        return f"Call({name!r}, keys={len(self.keys)}, args={len(self.args)})"
 
     @staticmethod
     def command(*parts: Arg) -> Call:
@@ -134,6 +147,16 @@ class Protocol:
         self.clock = clock
         self.layout = Layout(config.namespace, config.shards)
         self.publish = "PUBLISH"
+        p = policy
+        self._push_policy = (
+            f"{p.ms('debounce')}|{p.ms('max_wait')}|{p.max_size}|"
+            f"{p.ms('dedupe_window')}"
+        )
+        self._settings = [
+            f"{p.ms('ttl')}|{p.ms('dead_letter_ttl')}|{self.layout.wake_channel}|"
+            f"{self.publish}|{shard}"
+            for shard in range(self.layout.shards)
+        ]
 
     # -- shared argument pieces -----------------------------------------------
 
@@ -256,16 +279,15 @@ class Protocol:
 
     # -- push -------------------------------------------------------------------
 
-    def push_calls(
-        self, items: Iterable[Any]
-    ) -> tuple[list[Call], list[list[int]], list[str]]:
-        """Validate and encode every item, then group them by conversation.
+    def push_calls(self, items: Iterable[Any]) -> tuple[list[Call], list[list[int]]]:
+        """Validate and encode every item, then group them into calls.
 
-        Returns the calls (one per conversation, in first-seen order), for each
-        call the positions of its items in ``items``, and the conversations.
-        Raises before anything is sent when any item is invalid.
+        One call per shard (split past ``PUSH_CALL_MESSAGES`` messages), each
+        carrying its conversations' messages in their order. Returns the calls
+        and, for each, the positions in ``items`` of the receipts its reply
+        decodes to. Raises before anything is sent when any item is invalid.
         """
-        groups: dict[str, list[tuple[int, str, bytes]]] = {}
+        shards: dict[int, dict[str, list[tuple[int, str, bytes]]]] = {}
         for position, item in enumerate(items):
             if not isinstance(item, tuple) or len(item) not in (2, 3):
                 raise ArgumentTypeError(
@@ -279,77 +301,91 @@ class Protocol:
                 item[2] if len(item) == 3 else None, f"items[{position}] dedupe_id"
             )
             data = self.encode_message(item[1], f"items[{position}] message")
-            groups.setdefault(conversation, []).append((position, dedupe, data))
-        calls, positions = [], []
-        for conversation, group in groups.items():
-            calls.append(self._push_call(conversation, group))
-            positions.append([p for p, _, _ in group])
-        return calls, positions, list(groups)
+            shard = self.layout.shard_of(conversation)
+            group = shards.setdefault(shard, {}).setdefault(conversation, [])
+            group.append((position, dedupe, data))
+        calls: list[Call] = []
+        positions: list[list[int]] = []
+        for conversations in shards.values():
+            chunk: list[tuple[str, list[tuple[int, str, bytes]]]] = []
+            size = 0
+            for conversation, group in conversations.items():
+                if chunk and size + len(group) > PUSH_CALL_MESSAGES:
+                    calls.append(self._push_call(chunk))
+                    positions.append([p for _, g in chunk for p, _, _ in g])
+                    chunk, size = [], 0
+                chunk.append((conversation, group))
+                size += len(group)
+            calls.append(self._push_call(chunk))
+            positions.append([p for _, g in chunk for p, _, _ in g])
+        return calls, positions
 
     def push_call(self, conversation: str, message: object, dedupe_id: object) -> Call:
         conversation = self.check_conversation(conversation)
         dedupe = self.check_dedupe(dedupe_id)
         data = self.encode_message(message)
-        return self._push_call(conversation, [(0, dedupe, data)])
+        return self._push_call([(conversation, [(0, dedupe, data)])])
 
     def _push_call(
-        self, conversation: str, group: Sequence[tuple[int, str, bytes]]
+        self, conversations: Sequence[tuple[str, Sequence[tuple[int, str, bytes]]]]
     ) -> Call:
-        k = self.layout.conversation(conversation)
-        p = self.policy
-        pairs: list[Arg] = []
-        for _, dedupe, data in group:
-            pairs.extend((dedupe, data))
+        shard = self.layout.conversation(conversations[0][0]).shard
+        keys: list[str] = [shard.ready, shard.leased, shard.stats]
+        args: list[Arg] = [self.now(), self._settings[shard.index], self._push_policy]
+        idempotent = True
+        for conversation, group in conversations:
+            k = self.layout.conversation(conversation)
+            keys += (k.messages, k.batches, k.state, k.dedupe)
+            args += (conversation, len(group))
+            for _, dedupe, data in group:
+                args += (dedupe, data)
+                idempotent = idempotent and bool(dedupe)
         return Call(
-            keys=(
-                k.messages,
-                k.batches,
-                k.state,
-                k.dedupe,
-                k.shard.ready,
-                k.shard.leased,
-                k.shard.stats,
-            ),
-            args=(
-                self.now(),
-                conversation,
-                p.ms("debounce"),
-                p.ms("max_wait"),
-                p.max_size,
-                p.ms("ttl"),
-                p.ms("dedupe_window"),
-                self.layout.wake_channel,
-                self.publish,
-                k.shard.index,
-                *pairs,
-            ),
+            keys=tuple(keys),
+            args=tuple(args),
             script=script("push"),
-            idempotent=all(dedupe for _, dedupe, _ in group),
+            idempotent=idempotent,
         )
 
-    def decode_push(self, conversation: str, reply: Sequence[Any]) -> list[PushReceipt]:
-        now = _seconds(reply[0])
+    def decode_push(self, call: Call, reply: Sequence[Any]) -> list[PushReceipt]:
+        """The receipts of one push call, in the order of its messages."""
+        entries = _text(reply).split(";")
+        now = _seconds(entries[0])
+        conversations = self._call_conversations(call)
         receipts = []
-        for duplicate, batch_id, size, ready in reply[1:]:
-            bid = _text(batch_id) or None
+        for entry, conversation in zip(entries[1:], conversations):
+            duplicate, batch_id, size, ready = entry.split(",")
             receipts.append(
                 PushReceipt(
                     conversation=conversation,
-                    duplicate=bool(duplicate),
-                    batch_id=bid,
+                    duplicate=duplicate == "1",
+                    batch_id=batch_id or None,
                     size=int(size),
-                    ready_at=_seconds(ready) if int(ready) >= 0 else None,
+                    ready_at=_seconds(ready) if ready != "-1" else None,
                     server_time=now,
                 )
             )
         if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "pushed %d message(s) to %s (%d duplicate)",
-                len(receipts),
-                mask(conversation),
-                sum(r.duplicate for r in receipts),
-            )
+            for conversation in dict.fromkeys(conversations):
+                mine = [r for r in receipts if r.conversation == conversation]
+                log.debug(
+                    "pushed %d message(s) to %s (%d duplicate)",
+                    len(mine),
+                    mask(conversation),
+                    sum(r.duplicate for r in mine),
+                )
         return receipts
+
+    @staticmethod
+    def _call_conversations(call: Call) -> list[str]:
+        """Each message's conversation, in the order of the push call's ARGV."""
+        out: list[str] = []
+        args, i = call.args, 3
+        while i < len(args):
+            conversation, n = args[i], int(args[i + 1])
+            out += [str(conversation)] * n
+            i += 2 + 2 * n
+        return out
 
     # -- claim ------------------------------------------------------------------
 
@@ -364,11 +400,7 @@ class Protocol:
                 p.ms("lease"),
                 p.max_attempts,
                 s.prefix,
-                p.ms("ttl"),
-                p.ms("dead_letter_ttl"),
-                self.layout.wake_channel,
-                self.publish,
-                shard,
+                self._settings[shard],
             ),
             script=script("claim"),
         )
@@ -449,10 +481,7 @@ class Protocol:
                 batch.conversation,
                 batch.token,
                 batch.id,
-                self.policy.ms("ttl"),
-                self.layout.wake_channel,
-                self.publish,
-                k.shard.index,
+                self._settings[k.shard.index],
             ),
             script=script("ack"),
         )
@@ -474,17 +503,13 @@ class Protocol:
                 error,
                 p.max_attempts,
                 "1" if counted else "0",
-                p.ms("ttl"),
-                p.ms("dead_letter_ttl"),
-                self.layout.wake_channel,
-                self.publish,
-                k.shard.index,
+                self._settings[k.shard.index],
             ),
             script=script("nack"),
         )
 
     def extend_call(self, batch: Batch, seconds: float) -> Call:
-        _, keys = self._holder_keys(self.check_batch(batch))
+        k, keys = self._holder_keys(self.check_batch(batch))
         return Call(
             keys=keys,
             args=(
@@ -493,7 +518,7 @@ class Protocol:
                 batch.token,
                 batch.id,
                 round(seconds * 1000),
-                self.policy.ms("ttl"),
+                self._settings[k.shard.index],
             ),
             script=script("extend"),
         )
@@ -517,14 +542,7 @@ class Protocol:
                 k.shard.leased,
                 k.shard.stats,
             ),
-            args=(
-                self.now(),
-                conversation,
-                self.policy.ms("ttl"),
-                self.layout.wake_channel,
-                self.publish,
-                k.shard.index,
-            ),
+            args=(self.now(), conversation, self._settings[k.shard.index]),
             script=script("flush"),
         )
 
@@ -611,10 +629,7 @@ class Protocol:
             args=(
                 self.now(),
                 dead.id,
-                self.policy.ms("ttl"),
-                self.layout.wake_channel,
-                self.publish,
-                k.shard.index,
+                self._settings[k.shard.index],
                 dead.conversation,
             ),
             script=script("requeue"),
@@ -662,7 +677,13 @@ class Protocol:
             dead += int(dead_n)
             overdue += int(due)
             c = {_text(key): int(value) for key, value in counters.items()}
-            stored += c.get("messages", 0)
+            stored += (
+                c.get("pushed", 0)
+                + c.get("requeued_messages", 0)
+                - c.get("acked_messages", 0)
+                - c.get("dead_messages", 0)
+                - c.get("expired_messages", 0)
+            )
             for name in _COUNTERS:
                 totals[name] += c.get(name, 0)
             for reason in reasons:

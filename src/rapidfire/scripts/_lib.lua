@@ -39,11 +39,11 @@ local function parse(raw)
   }
 end
 
+-- Numbers concatenate as integers here: Lua prints them with 14 significant
+-- digits, and millisecond timestamps have 13 until the year 5138.
 local function encode(b)
-  return table.concat({
-    b.id, fmt(b.n), fmt(b.first), fmt(b.last), fmt(b.ready), b.why,
-    b.open and '1' or '0', fmt(b.attempt),
-  }, '|')
+  return b.id .. '|' .. b.n .. '|' .. b.first .. '|' .. b.last .. '|' .. b.ready
+    .. '|' .. b.why .. '|' .. (b.open and '1' or '0') .. '|' .. b.attempt
 end
 
 -- Keys of one conversation, built from its shard prefix. Used only by scripts
@@ -57,10 +57,27 @@ local function conversation_keys(prefix, conv)
   }
 end
 
+-- Expiry. A write leaves a conversation's keys at least `ttl` to live: the
+-- messages get 2 x ttl, the batch records and state 3 x ttl (so that a claim
+-- that finds the messages gone can still count what expired). A key's expiry
+-- is renewed only once less than 2 x ttl is left, which spares most writes
+-- their PEXPIREs (PTTL is much cheaper). The shard's keys get 4 x ttl the same
+-- way, so its indexes outlive every conversation in them.
+local function renew(key, floor, ttl)
+  if redis.call('PTTL', key) < floor then
+    redis.call('PEXPIRE', key, ttl)
+  end
+end
+
+-- The three keys are created together by push (the state hash by claim,
+-- which sets its expiry itself) and renewed together, so the records' PTTL
+-- speaks for all of them.
 local function touch(keys, ttl)
-  redis.call('PEXPIRE', keys.m, ttl)
-  redis.call('PEXPIRE', keys.b, ttl)
-  redis.call('PEXPIRE', keys.c, ttl * 2)
+  if redis.call('PTTL', keys.b) < ttl * 2 then
+    redis.call('PEXPIRE', keys.m, ttl * 2)
+    redis.call('PEXPIRE', keys.b, ttl * 3)
+    redis.call('PEXPIRE', keys.c, ttl * 3)
+  end
 end
 
 -- Tell idle workers when a deadline becomes the earliest of the shard, so they
@@ -117,9 +134,7 @@ local function remove_head(ctx, conv, keys, head)
   redis.call('LTRIM', keys.m, head.n, -1)
   redis.call('LPOP', keys.b)
   redis.call('HDEL', keys.c, 'token', 'error')
-  redis.call('HINCRBY', keys.c, 'n', -head.n)
   redis.call('ZREM', ctx.leased, conv)
-  redis.call('HINCRBY', ctx.stats, 'messages', -head.n)
 end
 
 -- Move the head batch to the shard's dead letters, keeping its messages and
@@ -144,11 +159,24 @@ local function dead_letter(ctx, conv, keys, head, err, now, dl, dm)
   redis.call('PEXPIRE', ctx.dead, ctx.dead_ttl)
   remove_head(ctx, conv, keys, head)
   redis.call('HINCRBY', ctx.stats, 'dead_lettered', 1)
+  redis.call('HINCRBY', ctx.stats, 'dead_messages', head.n)
   schedule_head(ctx, conv, keys, now)
 end
 
 local function touch_shard(ctx)
-  redis.call('PEXPIRE', ctx.ready, ctx.ttl * 2)
-  redis.call('PEXPIRE', ctx.leased, ctx.ttl * 2)
-  redis.call('PEXPIRE', ctx.stats, ctx.ttl * 2)
+  renew(ctx.ready, ctx.ttl * 3, ctx.ttl * 4)
+  renew(ctx.leased, ctx.ttl * 3, ctx.ttl * 4)
+  renew(ctx.stats, ctx.ttl * 3, ctx.ttl * 4)
+end
+
+-- The shard settings that every call of a script shares, sent as one
+-- argument: ttl|dead-letter ttl|wake channel|publish command|shard.
+local function shard_ctx(keys, text)
+  local ttl, dead_ttl, channel, publish, shard = string.match(text,
+    '^(%d+)|(%d+)|([^|]+)|(%u+)|(%d+)$')
+  return {
+    ready = keys[1], leased = keys[2], stats = keys[3], dead = keys[4],
+    ttl = tonumber(ttl), dead_ttl = tonumber(dead_ttl), channel = channel,
+    publish = publish, shard = shard,
+  }
 end

@@ -5,18 +5,14 @@
 -- KEYS[6]  the shard's stats hash
 -- ARGV[1]  now in ms, or '' for the server clock
 -- ARGV[2]  conversation id     ARGV[3]  fencing token      ARGV[4]  batch id
--- ARGV[5]  ttl (ms)            ARGV[6]  wake channel       ARGV[7]  publish command
--- ARGV[8]  shard index
+-- ARGV[5]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
 -- Returns  1 when acknowledged, 0 when the caller no longer holds the batch
 --          (its lease ran out or another claimer holds it now).
 
 local now = now_ms(ARGV[1])
 local conv = ARGV[2]
 local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
-local ctx = {
-  ready = KEYS[4], leased = KEYS[5], stats = KEYS[6], ttl = tonumber(ARGV[5]),
-  channel = ARGV[6], publish = ARGV[7], shard = ARGV[8],
-}
+local ctx = shard_ctx({KEYS[4], KEYS[5], KEYS[6]}, ARGV[5])
 
 local head = holds(ctx, conv, keys, ARGV[3], ARGV[4], now)
 if not head then
@@ -24,6 +20,7 @@ if not head then
 end
 remove_head(ctx, conv, keys, head)
 redis.call('HINCRBY', ctx.stats, 'acked', 1)
+redis.call('HINCRBY', ctx.stats, 'acked_messages', head.n)
 schedule_head(ctx, conv, keys, now)
 if redis.call('EXISTS', keys.b) == 1 then
   touch(keys, ctx.ttl)

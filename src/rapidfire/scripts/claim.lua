@@ -13,9 +13,8 @@
 -- KEYS[3]  the shard's stats hash       KEYS[4]  the shard's dead-letter index
 -- ARGV[1]  now in ms, or '' for the server clock
 -- ARGV[2]  limit          ARGV[3]  lease (ms)       ARGV[4]  max attempts
--- ARGV[5]  shard key prefix               ARGV[6]  ttl (ms)
--- ARGV[7]  dead-letter ttl (ms)           ARGV[8]  wake channel
--- ARGV[9]  publish command                ARGV[10] shard index
+-- ARGV[5]  shard key prefix
+-- ARGV[6]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
 -- Returns  {now, next deadline ms or -1, ready count, leased count,
 --           expired batches, expired messages, dead-lettered,
 --           {conversation, id, n, first, last, ready, why, attempt, token,
@@ -23,23 +22,33 @@
 
 local now = now_ms(ARGV[1])
 local limit, lease, max_attempts = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local ctx = {
-  ready = KEYS[1], leased = KEYS[2], stats = KEYS[3], dead = KEYS[4],
-  prefix = ARGV[5], ttl = tonumber(ARGV[6]), dead_ttl = tonumber(ARGV[7]),
-  channel = ARGV[8], publish = ARGV[9], shard = ARGV[10],
-}
+local ctx = shard_ctx(KEYS, ARGV[6])
+ctx.prefix = ARGV[5]
 local batches = {}
 local expired_batches, expired_messages, dead = 0, 0, 0
 
+-- The conversation's messages expired before anyone claimed them (workers
+-- were away longer than the ttl). Its batch records outlive the messages, so
+-- what was lost can be counted; then everything left of it goes.
 local function expire(conv, keys, index)
-  local n = tonumber(redis.call('HGET', keys.c, 'n') or '0')
+  local batches, messages = 0, 0
+  for _, raw in ipairs(redis.call('LRANGE', keys.b, 0, -1)) do
+    batches = batches + 1
+    messages = messages + parse(raw).n
+  end
+  if batches == 0 then
+    batches = 1
+  end
   redis.call('ZREM', index, conv)
-  redis.call('DEL', keys.m, keys.c)
-  expired_batches = expired_batches + 1
-  expired_messages = expired_messages + n
-  redis.call('HINCRBY', ctx.stats, 'expired_batches', 1)
-  redis.call('HINCRBY', ctx.stats, 'expired_messages', n)
-  redis.call('HINCRBY', ctx.stats, 'messages', -n)
+  redis.call('DEL', keys.m, keys.b, keys.c)
+  expired_batches = expired_batches + batches
+  expired_messages = expired_messages + messages
+  redis.call('HINCRBY', ctx.stats, 'expired_batches', batches)
+  redis.call('HINCRBY', ctx.stats, 'expired_messages', messages)
+end
+
+local function gone(keys)
+  return redis.call('EXISTS', keys.m) == 0
 end
 
 local function deliver(conv, keys, head, why, ready)
@@ -48,6 +57,7 @@ local function deliver(conv, keys, head, why, ready)
   redis.call('LSET', keys.b, 0, encode(head))
   local token = redis.call('HINCRBY', ctx.stats, 'fence', 1)
   redis.call('HSET', keys.c, 'token', token)
+  redis.call('PEXPIRE', keys.c, ctx.ttl * 3)
   redis.call('ZREM', ctx.ready, conv)
   redis.call('ZADD', ctx.leased, now + lease, conv)
   redis.call('HINCRBY', ctx.stats, 'claimed', 1)
@@ -65,7 +75,7 @@ for i = 1, #expired, 2 do
   local conv, until_ms = expired[i], tonumber(expired[i + 1])
   local keys = conversation_keys(ctx.prefix, conv)
   local raw = redis.call('LINDEX', keys.b, 0)
-  if not raw then
+  if not raw or gone(keys) then
     expire(conv, keys, ctx.leased)
   else
     local head = parse(raw)
@@ -88,7 +98,7 @@ if room > 0 then
   for _, conv in ipairs(ready) do
     local keys = conversation_keys(ctx.prefix, conv)
     local raw = redis.call('LINDEX', keys.b, 0)
-    if not raw then
+    if not raw or gone(keys) then
       expire(conv, keys, ctx.ready)
     elseif redis.call('ZSCORE', ctx.leased, conv) then
       redis.call('ZREM', ctx.ready, conv)

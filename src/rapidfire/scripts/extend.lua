@@ -5,13 +5,14 @@
 -- KEYS[6]  the shard's stats hash
 -- ARGV[1]  now in ms, or '' for the server clock
 -- ARGV[2]  conversation id     ARGV[3]  fencing token      ARGV[4]  batch id
--- ARGV[5]  lease (ms) from now              ARGV[6]  ttl (ms)
+-- ARGV[5]  lease (ms) from now
+-- ARGV[6]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
 -- Returns  the new lease expiry (ms), or 0 when the caller no longer holds it.
 
 local now = now_ms(ARGV[1])
 local conv = ARGV[2]
 local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
-local ctx = {ready = KEYS[4], leased = KEYS[5], stats = KEYS[6], ttl = tonumber(ARGV[6])}
+local ctx = shard_ctx({KEYS[4], KEYS[5], KEYS[6]}, ARGV[6])
 
 if not holds(ctx, conv, keys, ARGV[3], ARGV[4], now) then
   return 0

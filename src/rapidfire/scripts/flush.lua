@@ -4,8 +4,8 @@
 -- KEYS[4]  the shard's ready index      KEYS[5]  the shard's lease index
 -- KEYS[6]  the shard's stats hash
 -- ARGV[1]  now in ms, or '' for the server clock
--- ARGV[2]  conversation id     ARGV[3]  ttl (ms)
--- ARGV[4]  wake channel        ARGV[5]  publish command    ARGV[6]  shard index
+-- ARGV[2]  conversation id
+-- ARGV[3]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
 -- Returns  the number of messages in the flushed batch, 0 when none was open.
 --          A flushed batch waiting behind one in flight is claimable once that
 --          one is acknowledged.
@@ -13,10 +13,7 @@
 local now = now_ms(ARGV[1])
 local conv = ARGV[2]
 local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
-local ctx = {
-  ready = KEYS[4], leased = KEYS[5], stats = KEYS[6], ttl = tonumber(ARGV[3]),
-  channel = ARGV[4], publish = ARGV[5], shard = ARGV[6],
-}
+local ctx = shard_ctx({KEYS[4], KEYS[5], KEYS[6]}, ARGV[3])
 
 local raw = redis.call('LINDEX', keys.b, -1)
 if not raw then

@@ -10,18 +10,13 @@
 -- ARGV[2]  conversation id     ARGV[3]  fencing token      ARGV[4]  batch id
 -- ARGV[5]  delay (ms)          ARGV[6]  error text         ARGV[7]  max attempts
 -- ARGV[8]  1 to count this delivery as an attempt, 0 to give it back unused
--- ARGV[9]  ttl (ms)            ARGV[10] dead-letter ttl (ms)
--- ARGV[11] wake channel        ARGV[12] publish command    ARGV[13] shard index
+-- ARGV[9]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
 -- Returns  'retry', 'dead', or 'lost' when the caller no longer holds the batch.
 
 local now = now_ms(ARGV[1])
 local conv = ARGV[2]
 local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
-local ctx = {
-  ready = KEYS[4], leased = KEYS[5], stats = KEYS[6], dead = KEYS[7],
-  ttl = tonumber(ARGV[9]), dead_ttl = tonumber(ARGV[10]),
-  channel = ARGV[11], publish = ARGV[12], shard = ARGV[13],
-}
+local ctx = shard_ctx({KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, ARGV[9])
 
 local head = holds(ctx, conv, keys, ARGV[3], ARGV[4], now)
 if not head then
@@ -42,6 +37,7 @@ redis.call('LSET', keys.b, 0, encode(head))
 redis.call('HDEL', keys.c, 'token')
 if ARGV[6] ~= '' then
   redis.call('HSET', keys.c, 'error', ARGV[6])
+  redis.call('PEXPIRE', keys.c, ctx.ttl * 3)
 end
 redis.call('ZREM', ctx.leased, conv)
 redis.call('ZADD', ctx.ready, head.ready, conv)

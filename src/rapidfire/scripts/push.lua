@@ -1,100 +1,132 @@
--- push: append messages to a conversation's open batch, in one atomic step.
+-- push: append messages to conversations' open batches. Each conversation's
+-- messages are stored in one atomic step; a call may carry several
+-- conversations of one shard (push_many), which share the shard's keys.
 --
--- KEYS[1]  m: the conversation's message list
--- KEYS[2]  b: the conversation's batch records
--- KEYS[3]  c: the conversation's state hash (token, error, n)
--- KEYS[4]  d: the conversation's dedupe set (dedupe id -> push time)
--- KEYS[5]  the shard's ready index (conversation -> ready time)
--- KEYS[6]  the shard's lease index (conversation -> lease expiry)
--- KEYS[7]  the shard's stats hash
+-- KEYS[1]  the shard's ready index (conversation -> ready time)
+-- KEYS[2]  the shard's lease index (conversation -> lease expiry)
+-- KEYS[3]  the shard's stats hash
+-- then four keys per conversation, in the order of ARGV:
+-- KEYS[4k]    m: the conversation's message list
+-- KEYS[4k+1]  b: the conversation's batch records
+-- KEYS[4k+2]  c: the conversation's state hash (lease token, last error)
+-- KEYS[4k+3]  d: the conversation's dedupe set (dedupe id -> push time)
 -- ARGV[1]  now in ms, or '' for the server clock
--- ARGV[2]  conversation id
--- ARGV[3]  debounce (ms)     ARGV[4]  max wait (ms)     ARGV[5]  max size
--- ARGV[6]  ttl (ms)          ARGV[7]  dedupe window (ms)
--- ARGV[8]  wake channel      ARGV[9]  publish command   ARGV[10] shard index
--- ARGV[11..] pairs: dedupe id ('' for none), encoded message
--- Returns  {now, {duplicate 0/1, batch id, batch size, ready ms}, ...} with one
---          entry per message, in order ('' and -1 for a duplicate that found no
---          open batch).
+-- ARGV[2]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
+-- ARGV[3]  policy: debounce|max_wait|max_size|dedupe_window (ms, count, ms)
+-- ARGV[4..] per conversation: its id, the number of messages n, then n pairs
+--          of dedupe id ('' for none) and encoded message
+-- Returns  one string, cheap to send and parse: now, then per message in ARGV
+--          order 'duplicate(0/1),batch id,batch size,ready ms', ';'-separated
+--          (for a duplicate that found no open batch: '1,,0,-1').
 
 local now = now_ms(ARGV[1])
-local conv = ARGV[2]
-local debounce, max_wait, max_size = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local dedupe_window = tonumber(ARGV[7])
-local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
-local ctx = {
-  ready = KEYS[5], leased = KEYS[6], stats = KEYS[7], ttl = tonumber(ARGV[6]),
-  channel = ARGV[8], publish = ARGV[9], shard = ARGV[10],
-}
-
-local raw = redis.call('LINDEX', keys.b, -1)
-local tail = raw and parse(raw) or nil
+local ctx = shard_ctx({KEYS[1], KEYS[2], KEYS[3]}, ARGV[2])
+local debounce, max_wait, max_size, dedupe_window = string.match(ARGV[3],
+  '^(%d+)|(%d+)|(%d+)|(%d+)$')
+debounce, max_wait = tonumber(debounce), tonumber(max_wait)
+max_size, dedupe_window = tonumber(max_size), tonumber(dedupe_window)
 local results = {now}
-local pushed, duplicates, deduped = 0, 0, false
+local total_pushed, total_duplicates = 0, 0
 
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now - dedupe_window)
+-- Push ARGV[first .. first + 2n - 1] into conversation `conv`.
+local function push_conversation(conv, keys, first, n)
+  -- The last two records: the tail, and whether it is also the head.
+  local head_ready = nil
+  local last = redis.call('LRANGE', keys.b, -2, -1)
+  local tail = last[#last] and parse(last[#last]) or nil
+  local tail_is_head = #last == 1
+  local had_batches = tail ~= nil
+  local pushed, duplicates, pruned = 0, 0, false
+  local head_pushed = false  -- did a message join the head batch (or open it)?
 
-for i = 11, #ARGV, 2 do
-  local dedupe_id, message = ARGV[i], ARGV[i + 1]
-  local duplicate = false
-  if dedupe_id ~= '' then
-    deduped = true
-    if redis.call('ZSCORE', KEYS[4], dedupe_id) then
-      duplicate = true
+  for i = first, first + 2 * n - 1, 2 do
+    local dedupe_id, message = ARGV[i], ARGV[i + 1]
+    local duplicate = false
+    if dedupe_id ~= '' then
+      if not pruned then
+        redis.call('ZREMRANGEBYSCORE', keys.d, '-inf', now - dedupe_window)
+        pruned = true
+      end
+      duplicate = redis.call('ZADD', keys.d, 'NX', now, dedupe_id) == 0
+    end
+
+    if duplicate then
+      duplicates = duplicates + 1
+      if tail and tail.open then
+        table.insert(results, '1,' .. tail.id .. ',' .. tail.n .. ',' .. tail.ready)
+      else
+        table.insert(results, '1,,0,-1')
+      end
     else
-      redis.call('ZADD', KEYS[4], now, dedupe_id)
+      local new = not (tail and tail.open)
+      if new then
+        local seq = redis.call('HINCRBY', ctx.stats, 'batches', 1)
+        tail_is_head = tail == nil
+        tail = {
+          id = fmt(now) .. '-' .. ctx.shard .. '-' .. seq, n = 1, first = now,
+          last = now, attempt = 0, open = true,
+        }
+      else
+        tail.n = tail.n + 1
+        tail.last = now
+      end
+      if tail.n >= max_size then
+        tail.open, tail.why, tail.ready = false, 'max_size', now
+      elseif tail.first + max_wait <= now + debounce then
+        tail.why, tail.ready = 'max_wait', tail.first + max_wait
+      else
+        tail.why, tail.ready = 'quiet', now + debounce
+      end
+      if new then
+        redis.call('RPUSH', keys.b, encode(tail))
+      else
+        redis.call('LSET', keys.b, -1, encode(tail))
+      end
+      redis.call('RPUSH', keys.m, message)
+      pushed = pushed + 1
+      if tail_is_head then
+        head_pushed = true
+        head_ready = tail.ready
+      end
+      table.insert(results, '0,' .. tail.id .. ',' .. tail.n .. ',' .. tail.ready)
     end
   end
 
-  if duplicate then
-    duplicates = duplicates + 1
-    if tail and tail.open then
-      table.insert(results, {1, tail.id, tail.n, tail.ready})
-    else
-      table.insert(results, {1, '', 0, -1})
+  if pushed > 0 then
+    -- Only a push into the head batch moves the conversation's ready time. An
+    -- open head is never leased, so the conversation is in the ready index (or
+    -- enters it now, when it had no batch).
+    if head_pushed then
+      redis.call('ZADD', ctx.ready, head_ready, conv)
+      -- Pushes only move an open batch's deadline later; a conversation's first
+      -- batch, or a full one, may bring the shard's earliest deadline closer.
+      if not had_batches or head_ready <= now then
+        wake_if_earliest(ctx, head_ready, now)
+      end
     end
-  else
-    if tail and tail.open then
-      tail.n = tail.n + 1
-      tail.last = now
-    else
-      local seq = redis.call('HINCRBY', ctx.stats, 'batches', 1)
-      tail = {
-        id = fmt(now) .. '-' .. ctx.shard .. '-' .. seq, n = 1, first = now,
-        last = now, attempt = 0, open = true,
-      }
-      redis.call('RPUSH', keys.b, '')
-    end
-    if tail.n >= max_size then
-      tail.open, tail.why, tail.ready = false, 'max_size', now
-    elseif tail.first + max_wait <= now + debounce then
-      tail.why, tail.ready = 'max_wait', tail.first + max_wait
-    else
-      tail.why, tail.ready = 'quiet', now + debounce
-    end
-    redis.call('LSET', keys.b, -1, encode(tail))
-    redis.call('RPUSH', keys.m, message)
-    pushed = pushed + 1
-    table.insert(results, {0, tail.id, tail.n, tail.ready})
+    touch(keys, ctx.ttl)
   end
+  if pruned then
+    redis.call('PEXPIRE', keys.d, dedupe_window)
+  end
+  total_pushed = total_pushed + pushed
+  total_duplicates = total_duplicates + duplicates
 end
 
-if pushed > 0 then
-  redis.call('HINCRBY', keys.c, 'n', pushed)
-  redis.call('HINCRBY', ctx.stats, 'pushed', pushed)
-  redis.call('HINCRBY', ctx.stats, 'messages', pushed)
-  if not redis.call('ZSCORE', ctx.leased, conv) then
-    local head = parse(redis.call('LINDEX', keys.b, 0))
-    redis.call('ZADD', ctx.ready, head.ready, conv)
-    wake_if_earliest(ctx, head.ready, now)
-  end
-  touch(keys, ctx.ttl)
+local arg, key = 4, 4
+while arg <= #ARGV do
+  local conv, n = ARGV[arg], tonumber(ARGV[arg + 1])
+  local keys = {m = KEYS[key], b = KEYS[key + 1], c = KEYS[key + 2], d = KEYS[key + 3]}
+  push_conversation(conv, keys, arg + 2, n)
+  arg = arg + 2 + 2 * n
+  key = key + 4
 end
-if duplicates > 0 then
-  redis.call('HINCRBY', ctx.stats, 'duplicates', duplicates)
+
+if total_pushed > 0 then
+  redis.call('HINCRBY', ctx.stats, 'pushed', total_pushed)
 end
-if deduped then
-  redis.call('PEXPIRE', KEYS[4], dedupe_window)
+if total_duplicates > 0 then
+  redis.call('HINCRBY', ctx.stats, 'duplicates', total_duplicates)
 end
 touch_shard(ctx)
-return results
+return table.concat(results, ';')

@@ -7,24 +7,21 @@
 -- KEYS[6]  the shard's stats hash       KEYS[7]  the shard's dead-letter index
 -- KEYS[8]  dl: the dead letter's hash   KEYS[9]  dm: its message list
 -- ARGV[1]  now in ms, or '' for the server clock
--- ARGV[2]  dead letter (batch) id       ARGV[3]  ttl (ms)
--- ARGV[4]  wake channel        ARGV[5]  publish command    ARGV[6]  shard index
--- ARGV[7]  conversation id the caller built KEYS[1..3] for
+-- ARGV[2]  dead letter (batch) id
+-- ARGV[3]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
+-- ARGV[4]  conversation id the caller built KEYS[1..3] for
 -- Returns  the number of messages requeued, 0 when there is no such dead letter.
 
 local now = now_ms(ARGV[1])
 local id = ARGV[2]
 local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
-local ctx = {
-  ready = KEYS[4], leased = KEYS[5], stats = KEYS[6], ttl = tonumber(ARGV[3]),
-  channel = ARGV[4], publish = ARGV[5], shard = ARGV[6],
-}
+local ctx = shard_ctx({KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, ARGV[3])
 
 if not redis.call('ZSCORE', KEYS[7], id) then
   return 0
 end
 local conv = redis.call('HGET', KEYS[8], 'conversation')
-if conv ~= ARGV[7] then
+if conv ~= ARGV[4] then
   error('rapidfire: dead letter ' .. id .. ' belongs to another conversation')
 end
 local msgs = redis.call('LRANGE', KEYS[9], 0, -1)
@@ -57,9 +54,8 @@ else
   wake_if_earliest(ctx, now, now)
 end
 
-redis.call('HINCRBY', keys.c, 'n', #msgs)
-redis.call('HINCRBY', ctx.stats, 'messages', #msgs)
 redis.call('HINCRBY', ctx.stats, 'requeued', 1)
+redis.call('HINCRBY', ctx.stats, 'requeued_messages', #msgs)
 redis.call('ZREM', KEYS[7], id)
 redis.call('DEL', KEYS[8], KEYS[9])
 touch(keys, ctx.ttl)

@@ -1,0 +1,1 @@
+"""rapidfire's benchmarks: each figure beside its baseline, measured in one run."""
