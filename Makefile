@@ -8,11 +8,14 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck bench docs clean
 
-$(STAMP): pyproject.toml
+BOT_REQUIREMENTS := examples/whatsapp_bot/requirements.txt
+
+$(STAMP): pyproject.toml $(BOT_REQUIREMENTS)
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "rapidfire needs Python 3.10+")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -r $(BOT_REQUIREMENTS)
 	touch $(STAMP)
 
 demo: $(STAMP)
