@@ -17,7 +17,7 @@ import anyio
 from ._async_executor import AsyncExecutor
 from ._codec import Codec
 from ._config import RedisConfig
-from ._errors import ArgumentTypeError, InvalidArgumentError
+from ._errors import ArgumentTypeError, InvalidArgumentError, RedisCommandError
 from ._models import (
     Batch,
     ConversationState,
@@ -35,6 +35,8 @@ __all__ = ["AsyncBatcher"]
 log = logging.getLogger("rapidfire.batcher")
 
 LAYOUT_RECHECK = 3600.0
+# Servers whose settings this process has already warned about.
+_SERVERS_CHECKED: set[tuple[str, int | None]] = set()
 MAX_ERROR_CHARS = 2000
 # A handler takes a Batch; AsyncBatcher also awaits what it returns.
 AsyncHandler = Callable[[Batch], Any]
@@ -119,10 +121,40 @@ class AsyncBatcher:
                 log.info("rapidfire using %s", config.describe())
             executor = self._executor
             if self._layout_due():
+                first = self._layout_checked is None
                 replies = await executor.run_many(self._protocol.layout_calls())
                 self._protocol.check_layout(replies)
                 self._layout_checked = time.monotonic()
+                if first:
+                    await self._warn_about_server(executor)
         return executor
+
+    async def _warn_about_server(self, executor: AsyncExecutor) -> None:
+        config = self.config
+        seen = (config.where, config.db)
+        if config.is_memory or seen in _SERVERS_CHECKED:
+            return
+        _SERVERS_CHECKED.add(seen)
+        for risk in await self._server_risks(executor):
+            log.warning("%s", risk)
+
+    async def _server_risks(self, executor: AsyncExecutor) -> list[str]:
+        try:
+            replies = await executor.run_many(self._protocol.server_check_calls())
+        except RedisCommandError as exc:  # CONFIG may be disabled (managed Redis)
+            log.debug("cannot read the server's settings: %s", exc)
+            return []
+        return self._protocol.decode_server_check(replies)
+
+    async def check_server(self) -> list[str]:
+        """What in the server's settings risks waiting work (eviction policy,
+        persistence), one sentence each; empty when nothing does.
+
+        Batchers log these once per server at start as warnings.
+        """
+        if self.config.is_memory:
+            return []
+        return await self._server_risks(await self._ready())
 
     def _layout_due(self) -> bool:
         checked = self._layout_checked

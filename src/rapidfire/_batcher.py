@@ -12,7 +12,7 @@ from typing import Any
 
 from ._codec import Codec
 from ._config import RedisConfig
-from ._errors import ArgumentTypeError, InvalidArgumentError
+from ._errors import ArgumentTypeError, InvalidArgumentError, RedisCommandError
 from ._executor import SyncExecutor
 from ._models import (
     Batch,
@@ -31,6 +31,8 @@ __all__ = ["Batcher"]
 log = logging.getLogger("rapidfire.batcher")
 
 LAYOUT_RECHECK = 3600.0
+# Servers whose settings this process has already warned about.
+_SERVERS_CHECKED: set[tuple[str, int | None]] = set()
 MAX_ERROR_CHARS = 2000
 # A handler takes a Batch; Batcher ignores what it returns.
 Handler = Callable[[Batch], Any]
@@ -114,10 +116,40 @@ class Batcher:
                 log.info("rapidfire using %s", config.describe())
             executor = self._executor
             if self._layout_due():
+                first = self._layout_checked is None
                 replies = executor.run_many(self._protocol.layout_calls())
                 self._protocol.check_layout(replies)
                 self._layout_checked = time.monotonic()
+                if first:
+                    self._warn_about_server(executor)
         return executor
+
+    def _warn_about_server(self, executor: SyncExecutor) -> None:
+        config = self.config
+        seen = (config.where, config.db)
+        if config.is_memory or seen in _SERVERS_CHECKED:
+            return
+        _SERVERS_CHECKED.add(seen)
+        for risk in self._server_risks(executor):
+            log.warning("%s", risk)
+
+    def _server_risks(self, executor: SyncExecutor) -> list[str]:
+        try:
+            replies = executor.run_many(self._protocol.server_check_calls())
+        except RedisCommandError as exc:  # CONFIG may be disabled (managed Redis)
+            log.debug("cannot read the server's settings: %s", exc)
+            return []
+        return self._protocol.decode_server_check(replies)
+
+    def check_server(self) -> list[str]:
+        """What in the server's settings risks waiting work (eviction policy,
+        persistence), one sentence each; empty when nothing does.
+
+        Batchers log these once per server at start as warnings.
+        """
+        if self.config.is_memory:
+            return []
+        return self._server_risks(self._ready())
 
     def _layout_due(self) -> bool:
         checked = self._layout_checked

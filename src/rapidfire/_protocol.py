@@ -554,6 +554,36 @@ class Protocol:
         return outcome  # type: ignore[return-value]
 
     @staticmethod
+    def server_check_calls() -> list[Call]:
+        return [
+            Call.command("CONFIG", "GET", "maxmemory-policy"),
+            Call.command("CONFIG", "GET", "appendonly"),
+            Call.command("CONFIG", "GET", "save"),
+        ]
+
+    def decode_server_check(self, replies: Sequence[Any]) -> list[str]:
+        """What in the server's settings puts the namespace's work at risk."""
+        values = {}
+        for reply in replies:
+            values.update({_text(k): _text(v) for k, v in dict(reply).items()})
+        where = f"Redis at {self.config.where}"
+        risks = []
+        policy = values.get("maxmemory-policy", "noeviction")
+        if policy != "noeviction":
+            risks.append(
+                f"{where} has maxmemory-policy {policy}: when memory runs short it"
+                " may evict rapidfire's keys (every one carries a TTL) and lose"
+                " waiting messages; set maxmemory-policy noeviction"
+            )
+        if values.get("appendonly", "no") == "no" and not values.get("save", ""):
+            risks.append(
+                f"{where} has persistence off (appendonly no, no save points): a"
+                " restart of Redis loses every waiting message; enable AOF"
+                " (appendonly yes) for work that must survive it"
+            )
+        return risks
+
+    @staticmethod
     def ping_call() -> Call:
         return Call.command("PING")
 
