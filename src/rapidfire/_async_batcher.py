@@ -27,7 +27,13 @@ from ._models import (
     Stats,
 )
 from ._policy import BatchPolicy
-from ._protocol import ClaimResult, NackOutcome, Protocol, score_pairs
+from ._protocol import (
+    SERVERS_CHECKED,
+    ClaimResult,
+    NackOutcome,
+    Protocol,
+    score_pairs,
+)
 from ._validate import argument_seconds as check_seconds
 
 __all__ = ["AsyncBatcher"]
@@ -35,8 +41,6 @@ __all__ = ["AsyncBatcher"]
 log = logging.getLogger("rapidfire.batcher")
 
 LAYOUT_RECHECK = 3600.0
-# Servers whose settings this process has already warned about.
-_SERVERS_CHECKED: set[tuple[str, int | None]] = set()
 MAX_ERROR_CHARS = 2000
 # A handler takes a Batch; AsyncBatcher also awaits what it returns.
 AsyncHandler = Callable[[Batch], Any]
@@ -132,9 +136,9 @@ class AsyncBatcher:
     async def _warn_about_server(self, executor: AsyncExecutor) -> None:
         config = self.config
         seen = (config.where, config.db)
-        if config.is_memory or seen in _SERVERS_CHECKED:
+        if config.is_memory or seen in SERVERS_CHECKED:
             return
-        _SERVERS_CHECKED.add(seen)
+        SERVERS_CHECKED.add(seen)
         for risk in await self._server_risks(executor):
             log.warning("%s", risk)
 

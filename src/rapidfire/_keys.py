@@ -50,6 +50,11 @@ class ShardKeys:
     stats: str
     dead: str
 
+    @functools.cached_property
+    def push_keys(self) -> tuple[bytes, bytes, bytes]:
+        """ready, leased and stats, encoded once for the hot push path."""
+        return (self.ready.encode(), self.leased.encode(), self.stats.encode())
+
     def dead_letter(self, batch_id: str) -> tuple[str, str]:
         """The hash and message list of one dead letter."""
         return f"{self.prefix}dl:{batch_id}", f"{self.prefix}dm:{batch_id}"
@@ -64,6 +69,16 @@ class ConversationKeys:
     batches: str
     state: str
     dedupe: str
+
+    @functools.cached_property
+    def push_keys(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """The four keys push takes, encoded once (the keys are cached)."""
+        return (
+            self.messages.encode(),
+            self.batches.encode(),
+            self.state.encode(),
+            self.dedupe.encode(),
+        )
 
 
 @dataclass(frozen=True)

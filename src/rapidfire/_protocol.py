@@ -32,6 +32,7 @@ from ._policy import BatchPolicy
 from ._scripts import Script, script
 
 __all__ = [
+    "SERVERS_CHECKED",
     "Call",
     "ClaimResult",
     "NackOutcome",
@@ -51,6 +52,8 @@ PushItem = Union[tuple[str, Any], tuple[str, Any, str | None]]
 MAX_CONVERSATION_BYTES = 512
 MAX_DEDUPE_BYTES = 256
 PUSH_CALL_MESSAGES = 256
+# Servers (where, db) whose settings this process has already warned about.
+SERVERS_CHECKED: set[tuple[str, int | None]] = set()
 LAYOUT_TTL_MS = 30 * 86400 * 1000
 _COUNTERS = (
     "pushed",
@@ -77,7 +80,7 @@ class Call:
 
     def __init__(
         self,
-        keys: tuple[str, ...],
+        keys: tuple[str | bytes, ...],
         args: tuple[Arg, ...],
         script: Script | None = None,
         idempotent: bool = True,
@@ -157,6 +160,8 @@ class Protocol:
             f"{self.publish}|{shard}"
             for shard in range(self.layout.shards)
         ]
+        self._settings_bytes = [text.encode() for text in self._settings]
+        self._push_policy_bytes = self._push_policy.encode()
 
     # -- shared argument pieces -----------------------------------------------
 
@@ -330,13 +335,16 @@ class Protocol:
         self, conversations: Sequence[tuple[str, Sequence[tuple[int, str, bytes]]]]
     ) -> Call:
         shard = self.layout.conversation(conversations[0][0]).shard
-        keys: list[str] = [shard.ready, shard.leased, shard.stats]
-        args: list[Arg] = [self.now(), self._settings[shard.index], self._push_policy]
+        keys: list[str | bytes] = list(shard.push_keys)
+        args: list[Arg] = [
+            self.now(),
+            self._settings_bytes[shard.index],
+            self._push_policy_bytes,
+        ]
         idempotent = True
         for conversation, group in conversations:
-            k = self.layout.conversation(conversation)
-            keys += (k.messages, k.batches, k.state, k.dedupe)
-            args += (conversation, len(group))
+            keys += self.layout.conversation(conversation).push_keys
+            args += (conversation.encode("utf-8"), len(group))
             for _, dedupe, data in group:
                 args += (dedupe, data)
                 idempotent = idempotent and bool(dedupe)
@@ -382,8 +390,8 @@ class Protocol:
         out: list[str] = []
         args, i = call.args, 3
         while i < len(args):
-            conversation, n = args[i], int(args[i + 1])
-            out += [str(conversation)] * n
+            conversation, n = _text(args[i]), int(args[i + 1])
+            out += [conversation] * n
             i += 2 + 2 * n
         return out
 
