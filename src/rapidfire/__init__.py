@@ -36,13 +36,13 @@ from ._models import (
     ConversationState,
     DeadLetter,
     DrainReport,
+    Peer,
     PushReceipt,
     ReadyReason,
     Stats,
 )
 from ._policy import BatchPolicy
-
-__version__ = "0.1.0.dev0"
+from ._version import __version__
 
 __all__ = [
     "ArgumentTypeError",
@@ -60,6 +60,7 @@ __all__ = [
     "JsonCodec",
     "LayoutMismatchError",
     "LeaseLostError",
+    "Peer",
     "PushReceipt",
     "RapidfireError",
     "ReadyReason",

@@ -7,8 +7,12 @@ this file, then run ``python tools/unasync.py``.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import socket
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -23,24 +27,29 @@ from ._models import (
     ConversationState,
     DeadLetter,
     DrainReport,
+    Peer,
     PushReceipt,
     Stats,
 )
 from ._policy import BatchPolicy
 from ._protocol import (
     SERVERS_CHECKED,
+    Call,
     ClaimResult,
     NackOutcome,
     Protocol,
     score_pairs,
 )
 from ._validate import argument_seconds as check_seconds
+from ._version import __version__
 
 __all__ = ["AsyncBatcher"]
 
 log = logging.getLogger("rapidfire.batcher")
 
 LAYOUT_RECHECK = 3600.0
+PRODUCER_BEAT = 60.0
+WORKER_SILENCE = 60.0
 MAX_ERROR_CHARS = 2000
 # A handler takes a Batch; AsyncBatcher also awaits what it returns.
 AsyncHandler = Callable[[Batch], Any]
@@ -91,6 +100,8 @@ class AsyncBatcher:
         self._layout_checked: float | None = None
         self._lock = anyio.Lock()
         self._next_shard = 0
+        self.peer_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._next_producer_beat = 0.0
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config.describe()!r})"
@@ -213,7 +224,12 @@ class AsyncBatcher:
         """
         call = self._protocol.push_call(conversation, message, dedupe_id)
         executor = await self._ready()
-        return self._protocol.decode_push(call, await executor.run(call))[0]
+        beat = self._producer_beat()
+        if beat is None:
+            return self._protocol.decode_push(call, await executor.run(call))[0]
+        reply, seen = await executor.run_many([call, beat])
+        self._check_workers(seen)
+        return self._protocol.decode_push(call, reply)[0]
 
     async def push_many(self, items: Iterable[Any]) -> list[PushReceipt]:
         """Push many messages in one round trip; receipts come back in order.
@@ -228,7 +244,10 @@ class AsyncBatcher:
         if not calls:
             return []
         executor = await self._ready()
-        replies = await executor.run_many(calls)
+        beat = self._producer_beat()
+        replies = await executor.run_many([*calls, beat] if beat else calls)
+        if beat is not None:
+            self._check_workers(replies.pop())
         receipts: list[PushReceipt | None] = [None] * sum(map(len, positions))
         for call, where, reply in zip(calls, positions, replies):
             for position, receipt in zip(
@@ -236,6 +255,66 @@ class AsyncBatcher:
             ):
                 receipts[position] = receipt
         return [r for r in receipts if r is not None]
+
+    def _producer_beat(self) -> Call | None:
+        """A producer heartbeat, at most once per PRODUCER_BEAT seconds."""
+        now = time.monotonic()
+        if now < self._next_producer_beat:
+            return None
+        self._next_producer_beat = now + PRODUCER_BEAT
+        return self._beat_call("producer")
+
+    def _beat_call(self, role: str) -> Call:
+        record = json.dumps(
+            {
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "role": role,
+                "version": __version__,
+                "config": self.config.describe(),
+            }
+        )
+        return self._protocol.heartbeat_call(self.peer_id, role, record)
+
+    def _check_workers(self, reply: Any) -> float | None:
+        """Seconds since a worker was last seen; warns when that is too long."""
+        now_ms, last_ms = int(reply[0]), int(reply[1])
+        age = None if last_ms < 0 else (now_ms - last_ms) / 1000.0
+        if age is None or age > WORKER_SILENCE:
+            seen = (
+                "no worker was ever seen"
+                if age is None
+                else (f"no worker has been seen for {age:.0f}s")
+            )
+            log.warning(
+                "pushing into namespace %s at %s db=%s, but %s: are the workers"
+                " running, and configured for this server, database and namespace?",
+                self.config.namespace,
+                self.config.where,
+                self.config.db,
+                seen,
+            )
+        return age
+
+    async def heartbeat(self, role: str = "worker") -> float | None:
+        """Record this process as a live ``role`` of the namespace.
+
+        Returns seconds since any worker was last seen (this one included when
+        ``role`` is ``"worker"``), or None when none ever was. Workers beat
+        from ``drain`` every few seconds; producers from ``push``, at most once
+        a minute, in the same round trip.
+        """
+        executor = await self._ready()
+        reply = await executor.run(self._beat_call(role))
+        now_ms, last_ms = int(reply[0]), int(reply[1])
+        return None if last_ms < 0 else (now_ms - last_ms) / 1000.0
+
+    async def peers(self) -> list[Peer]:
+        """The namespace's workers and producers seen in the last day, newest first."""
+        executor = await self._ready()
+        return self._protocol.decode_peers(
+            await executor.run_many(self._protocol.peers_calls())
+        )
 
     async def flush(self, conversation: str) -> int:
         """Close the conversation's open batch and make it ready now.

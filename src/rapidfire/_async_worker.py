@@ -23,6 +23,7 @@ from ._errors import RedisUnavailableError, StoreError
 from ._models import Batch, DrainReport
 from ._validate import as_seconds
 from ._workloop import (
+    HEARTBEAT,
     RESYNC,
     Schedule,
     count_failure,
@@ -117,6 +118,7 @@ class _AsyncWorker:
     async def _loop(self, handlers: anyio.abc.TaskGroup) -> None:
         renew_every = as_seconds(self.batcher.policy.lease) / 3
         next_renew = time.monotonic() + renew_every
+        next_beat = 0.0
         stop_at: float | None = None
         empty: dict[int, bool] = {}
         failures = 0
@@ -172,6 +174,12 @@ class _AsyncWorker:
                     and all(empty.values())
                 ):
                     return
+            if now >= next_beat:
+                next_beat = now + HEARTBEAT
+                try:
+                    await self.batcher.heartbeat("worker")
+                except StoreError as exc:
+                    log.warning("heartbeat failed: %s", exc)
             if self.renew and self.jobs and now >= next_renew:
                 await self._renew_leases()
                 next_renew = now + renew_every
@@ -188,7 +196,7 @@ class _AsyncWorker:
             timeout = min(timeout, stop_at - now)
         elif self.stop is not None:
             timeout = min(timeout, STOP_POLL)
-        return max(0.0, min(timeout, RESYNC))
+        return max(0.0, min(timeout, RESYNC, HEARTBEAT))
 
     # -- handling -----------------------------------------------------------
 

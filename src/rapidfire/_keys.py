@@ -14,6 +14,8 @@ is the hash tag of one shard, so each shard lives in one Redis Cluster slot::
     <ns>:{<tag>}:c:<conv>   HASH  a conversation's lease token, last error, count
     <ns>:{<tag>}:d:<conv>   ZSET  a conversation's dedupe ids -> push time (ms)
     <ns>:layout             STRING the layout record (format and shard count)
+    <ns>:peers              HASH  peer id -> heartbeat record of a worker/producer
+    <ns>:peers:seen         ZSET  role|peer id -> last heartbeat (ms)
     <ns>:wake               pub/sub channel announcing new earliest deadlines
 
 A conversation's shard comes from a hash of its id, and the id is the last
@@ -92,6 +94,16 @@ class Layout:
     def layout_key(self) -> str:
         """The key holding the layout record."""
         return f"{self.namespace}:layout"
+
+    @property
+    def peers_key(self) -> str:
+        """The heartbeat records of the namespace's workers and producers."""
+        return f"{self.namespace}:peers"
+
+    @property
+    def peers_seen_key(self) -> str:
+        """When each peer was last seen."""
+        return f"{self.namespace}:peers:seen"
 
     @property
     def wake_channel(self) -> str:

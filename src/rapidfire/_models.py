@@ -13,6 +13,7 @@ __all__ = [
     "ConversationState",
     "DeadLetter",
     "DrainReport",
+    "Peer",
     "PushReceipt",
     "ReadyReason",
     "Stats",
@@ -204,6 +205,26 @@ class ConversationState:
     lease_expires_at: float | None
     ready_at: float | None
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A worker or producer of the namespace, from its latest heartbeat.
+
+    Attributes:
+        id: ``host:pid:random`` of the process.
+        role: ``"worker"`` or ``"producer"``.
+        config: The :meth:`RedisConfig.describe` line the process runs with.
+        age: Seconds since its latest heartbeat (server clock).
+    """
+
+    id: str
+    role: str
+    host: str
+    pid: int
+    version: str
+    config: str
+    age: float
 
 
 @dataclass

@@ -24,6 +24,7 @@ from ._models import (
     BatchView,
     ConversationState,
     DeadLetter,
+    Peer,
     PushReceipt,
     ReadyReason,
     Stats,
@@ -52,6 +53,7 @@ PushItem = Union[tuple[str, Any], tuple[str, Any, str | None]]
 MAX_CONVERSATION_BYTES = 512
 MAX_DEDUPE_BYTES = 256
 PUSH_CALL_MESSAGES = 256
+PEER_FORGET_MS = 86400 * 1000
 # Servers (where, db) whose settings this process has already warned about.
 SERVERS_CHECKED: set[tuple[str, int | None]] = set()
 LAYOUT_TTL_MS = 30 * 86400 * 1000
@@ -560,6 +562,44 @@ class Protocol:
         if outcome not in ("retry", "dead", "lost"):
             raise ValueError(f"unexpected nack reply {outcome!r}")
         return outcome  # type: ignore[return-value]
+
+    def heartbeat_call(self, peer: str, role: str, record: str) -> Call:
+        return Call(
+            keys=(self.layout.peers_key, self.layout.peers_seen_key),
+            args=(self.now(), peer, record, role, PEER_FORGET_MS),
+            script=script("heartbeat"),
+        )
+
+    def peers_calls(self) -> list[Call]:
+        return [
+            Call.command("TIME"),
+            Call.command("HGETALL", self.layout.peers_key),
+            Call.command("ZRANGE", self.layout.peers_seen_key, 0, -1, "WITHSCORES"),
+        ]
+
+    def decode_peers(self, replies: Sequence[Any]) -> list[Peer]:
+        now_ms = self.decode_time(replies[0])
+        records = {_text(k): _text(v) for k, v in dict(replies[1]).items()}
+        peers = []
+        for member, seen in score_pairs(replies[2]):
+            role, _, peer = _text(member).partition("|")
+            try:
+                data = json.loads(records.get(peer, "{}"))
+            except ValueError:
+                data = {}
+            peers.append(
+                Peer(
+                    id=peer,
+                    role=role,
+                    host=str(data.get("host", "")),
+                    pid=int(data.get("pid", 0)),
+                    version=str(data.get("version", "")),
+                    config=str(data.get("config", "")),
+                    age=max(0.0, (now_ms - seen) / 1000.0),
+                )
+            )
+        peers.sort(key=lambda p: p.age)
+        return peers
 
     @staticmethod
     def server_check_calls() -> list[Call]:

@@ -20,6 +20,7 @@ SCRIPT_NAMES = (
     "claim",
     "extend",
     "flush",
+    "heartbeat",
     "nack",
     "owns",
     "purge",

@@ -22,6 +22,7 @@ from ._errors import RedisUnavailableError, StoreError
 from ._models import Batch, DrainReport
 from ._validate import as_seconds
 from ._workloop import (
+    HEARTBEAT,
     RESYNC,
     Schedule,
     count_failure,
@@ -110,6 +111,7 @@ class _ThreadWorker:
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         renew_every = as_seconds(self.batcher.policy.lease) / 3
         next_renew = time.monotonic() + renew_every
+        next_beat = 0.0
         stop_at: float | None = None
         empty: dict[int, bool] = {}
         failures = 0
@@ -165,6 +167,12 @@ class _ThreadWorker:
                     and all(empty.values())
                 ):
                     return
+            if now >= next_beat:
+                next_beat = now + HEARTBEAT
+                try:
+                    self.batcher.heartbeat("worker")
+                except StoreError as exc:
+                    log.warning("heartbeat failed: %s", exc)
             if self.renew and self.jobs and now >= next_renew:
                 self._renew_leases()
                 next_renew = now + renew_every
@@ -180,7 +188,7 @@ class _ThreadWorker:
             timeout = min(timeout, stop_at - now)
         elif self.stop is not None:
             timeout = min(timeout, STOP_POLL)
-        return max(0.0, min(timeout, RESYNC))
+        return max(0.0, min(timeout, RESYNC, HEARTBEAT))
 
     # -- handling -----------------------------------------------------------
 

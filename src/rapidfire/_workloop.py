@@ -21,6 +21,7 @@ from ._models import Batch, DrainReport
 from ._protocol import NackOutcome
 
 __all__ = [
+    "HEARTBEAT",
     "RESYNC",
     "Schedule",
     "count_failure",
@@ -31,6 +32,8 @@ __all__ = [
 # An idle worker claims every shard at least this often, in case it missed a
 # wake message (pub/sub does not queue messages for a reconnecting client).
 RESYNC = 30.0
+# A worker records itself in the namespace this often (see Batcher.heartbeat).
+HEARTBEAT = 15.0
 
 # Claim a shard this long after its deadline, so that the server's clock has
 # surely reached it.
