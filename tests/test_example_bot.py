@@ -80,6 +80,7 @@ def namespace() -> Iterator[tuple[str, str]]:
             "the bot runs in processes of its own, which cannot share memory://:"
             " set RAPIDFIRE_TEST_REDIS_URL to run it against a real Redis"
         )
+
     url = real_redis_url()  # fails under CI=true without a server
     name = unique_namespace("bot")
     yield url, name
@@ -120,6 +121,7 @@ def make_bot(
         bot.start()
         if role != "worker":
             bot.wait_healthy()
+
         return bot
 
     try:
@@ -140,6 +142,7 @@ def burst(bot: Bot, texts: list[str], phone: str = ANA) -> list[dict[str, Any]]:
         assert bot.deliver(payload).status == 200
         sent.append(payload)
         time.sleep(0.05)
+
     return sent
 
 
@@ -165,6 +168,7 @@ def assert_private(output: str, secrets: dict[str, str], texts: list[str]) -> No
             json.dumps(text)[1:-1],
             json.dumps(text)[1:-1].replace("/", "\\/"),
         ]
+
     leaked = sorted({value for value in private if value in output})
     assert not leaked, f"the bot's output holds {leaked}:\n{output}"
 
@@ -189,6 +193,9 @@ def test_a_burst_gets_one_reply_with_every_text_in_order(
 
     last = wamid(sent[-1])
     order = [r for r in graph.requests if r.is_read or r.is_send]
+    wire = wa.raw(sent[1])  # what was signed: Meta's escaped form
+    assert b"caf\\u00e9" in wire
+    assert b"and\\/or" in wire
     assert reply.text == "\n".join(texts)
     assert reply.to == f"+{ANA}"
     assert reply.body["recipient_type"] == "individual"
@@ -259,8 +266,12 @@ def test_a_redelivered_webhook_changes_nothing(
 def test_refused_and_empty_posts_cause_no_reply(
     make_bot: MakeBot, graph: FakeGraph, secrets: dict[str, str]
 ) -> None:
-    bot = make_bot()
+    bot = make_bot(WHATSAPP_PHONE_NUMBER_IDS=f"{wa.NUMBER_ID}, 100000000000007")
     forged = wa.raw(wa.from_user(wa.text("forged pear", phone=ANA)))
+    elsewhere = wa.webhook(
+        messages=[wa.text("to another business pear", phone=ANA)],
+        number_id="100000000000008",
+    )
     statuses = wa.webhook(statuses=[wa.status("wamid.out0001", "read", recipient=ANA)])
     garbage = b"this is not json {"
     reaction = wa.from_user(
@@ -272,6 +283,7 @@ def test_refused_and_empty_posts_cause_no_reply(
     status_only = bot.deliver(statuses)
     not_json = bot.post(garbage, wa.sign(garbage, secrets["WHATSAPP_APP_SECRET"]))
     only_reaction = bot.deliver(reaction)
+    not_served = bot.deliver(elsewhere)
     handled_reaction = bot.wait_output("nothing to answer")
     burst(bot, ["still here quince", "and well quince"])
     (reply,) = replies(graph, 1)
@@ -280,6 +292,8 @@ def test_refused_and_empty_posts_cause_no_reply(
     assert status_only.status == 200
     assert not_json.status == 400
     assert only_reaction.status == 200
+    assert not_served.status == 200
+    assert "business number not served here" in bot.output()
     assert handled_reaction
     assert reply.text == "still here quince\nand well quince"
     assert len(graph.sends()) == 1
@@ -505,3 +519,28 @@ def test_the_bot_refuses_the_embedded_memory_server() -> None:
 
     assert code == 2
     assert "memory://" in output
+
+
+def test_a_push_that_fails_answers_503_so_that_meta_retries(tmp_path: Path) -> None:
+    # No Redis listens on this port: every push fails.
+    env = bot_environment(
+        WHATSAPP_APP_SECRET="app-secret-down",
+        RAPIDFIRE_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        BOT_PORT=str(free_port()),
+    )
+    bot = Bot(env, tmp_path / "bot.log", role="web")
+    try:
+        bot.start()
+        assert bot.wait_output("Uvicorn running"), bot.output()
+        started = time.monotonic()
+        answer = bot.deliver(wa.from_user(wa.text("lost? no: retried", phone=ANA)))
+        took = time.monotonic() - started
+        health = bot.get("/healthz")
+    finally:
+        code = bot.stop()
+
+    assert answer.status == 503
+    assert took < 5
+    assert (health.status, health.json()) == (503, {"role": "web", "redis": False})
+    assert "Redis does not answer yet" in bot.output()
+    assert code == 0

@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from types import FrameType
 
 import anyio
@@ -46,6 +47,15 @@ STARTUP_PING_TIMEOUT = 5.0
 
 EXIT_CONFIG = 2
 
+# The adapters' argument names and the variables they are read from.
+_VARIABLES = {
+    "app_secret": "WHATSAPP_APP_SECRET",
+    "verify_token": "WHATSAPP_VERIFY_TOKEN",
+    "phone_number_ids": "WHATSAPP_PHONE_NUMBER_IDS",
+    "access_token": "WHATSAPP_ACCESS_TOKEN",
+    "api_url": "WHATSAPP_API_URL",
+}
+
 
 def main(argv: list[str] | None = None) -> int:
     """Run the bot; return the process exit code (2: cannot start)."""
@@ -66,12 +76,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = bot_settings.load(args.role, os.environ)
-        brain = bot_settings.load_brain(config.brain) if config.sends_replies else None
+        batcher = AsyncBatcher(config.redis, config.policy)
         webhook = _webhook(config) if config.serves_http else None
+        replier = _replier(config, batcher) if config.sends_replies else None
     except SettingsError as error:
         print("whatsapp bot: cannot start:", file=sys.stderr)
         for problem in error.problems:
             print(f"  - {problem}", file=sys.stderr)
+
         return EXIT_CONFIG
 
     log.info(
@@ -88,24 +100,33 @@ def main(argv: list[str] | None = None) -> int:
             config.api_url,
             config.concurrency,
         )
+
     if config.serves_http and config.verify_token is None:
         log.warning(
             "WHATSAPP_VERIFY_TOKEN is not set: Meta's verification GET will be refused"
         )
+
     if config.serves_http and config.phone_number_ids:
         log.info("serving %d business number(s) only", len(config.phone_number_ids))
 
-    batcher = AsyncBatcher(config.redis, config.policy)
-    replier = None if brain is None else Replier(config, batcher, brain)
     if webhook is None:
         assert replier is not None
         return anyio.run(_run_worker, config, batcher, replier)
+
     return anyio.run(_run_server, config, batcher, webhook, replier)
 
 
 def _duration(seconds: float) -> str:
     days = seconds / 86400
     return f"{days:g}d" if days >= 1 and days.is_integer() else f"{seconds:g}s"
+
+
+def _replier(config: Settings, batcher: AsyncBatcher) -> Replier:
+    brain = bot_settings.load_brain(config.brain)
+    try:
+        return Replier(config, batcher, brain)
+    except TransportConfigError as error:
+        raise SettingsError([_variable_error(error)]) from None
 
 
 def _webhook(config: Settings) -> WhatsAppWebhook:
@@ -116,7 +137,13 @@ def _webhook(config: Settings) -> WhatsAppWebhook:
             phone_number_ids=config.phone_number_ids,
         )
     except TransportConfigError as error:
-        raise SettingsError([f"webhook: {error}"]) from None
+        raise SettingsError([_variable_error(error)]) from None
+
+
+def _variable_error(error: TransportConfigError) -> str:
+    """The adapter's complaint, naming the environment variable it came from."""
+    variable = _VARIABLES.get(error.field, error.field)
+    return f"{variable}: {str(error).removeprefix(error.field + ': ')}"
 
 
 async def _check_redis(batcher: AsyncBatcher) -> int | None:
@@ -134,6 +161,7 @@ async def _check_redis(batcher: AsyncBatcher) -> int | None:
     except (RapidfireError, TimeoutError) as error:
         log.warning("Redis does not answer yet (%s); carrying on", error or "timeout")
         return None
+
     log.info("Redis answers in %.1f ms", rtt * 1000)
     return None
 
@@ -159,6 +187,7 @@ async def _run_worker(config: Settings, batcher: AsyncBatcher, replier: Replier)
         failed = await _check_redis(batcher)
         if failed is not None:
             return failed
+
         stop = anyio.Event()
         async with anyio.create_task_group() as tasks:
 
@@ -171,9 +200,18 @@ async def _run_worker(config: Settings, batcher: AsyncBatcher, replier: Replier)
             tasks.start_soon(watch_signals)
             await _drain(config, batcher, replier, stop)
             tasks.cancel_scope.cancel()
+
         return 0
     finally:
         await batcher.aclose()
+
+
+@dataclass
+class _Outcome:
+    """What the server's run ends with: its exit code, whether the worker runs."""
+
+    code: int = 0
+    worker_running: bool = False
 
 
 async def _run_server(
@@ -190,11 +228,11 @@ async def _run_server(
     crashes takes the server down with it (exit code 1), so that a supervisor
     restarts the bot instead of leaving a webhook that nobody answers.
     """
-    outcome = {"code": 0, "worker": replier is not None}
+    outcome = _Outcome(worker_running=replier is not None)
     server: uvicorn.Server | None = None
 
     def request_exit(code: int) -> None:
-        outcome["code"] = outcome["code"] or code
+        outcome.code = outcome.code or code
         if server is not None:
             server.should_exit = True
 
@@ -203,6 +241,7 @@ async def _run_server(
         if replier is None:
             yield
             return
+
         stop = anyio.Event()
 
         async def work() -> None:
@@ -212,7 +251,7 @@ async def _run_server(
                 log.exception("worker crashed; stopping the bot")
                 request_exit(1)
             finally:
-                outcome["worker"] = False
+                outcome.worker_running = False
 
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(work)
@@ -226,7 +265,7 @@ async def _run_server(
         webhook=webhook,
         batcher=batcher,
         lifespan=lifespan,
-        worker_alive=(lambda: bool(outcome["worker"])) if replier else None,
+        worker_alive=(lambda: outcome.worker_running) if replier else None,
     )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -253,8 +292,9 @@ async def _run_server(
         failed = await _check_redis(batcher)
         if failed is not None:
             return failed
+
         await server.serve()
-        return int(outcome["code"])
+        return outcome.code
     finally:
         await batcher.aclose()
 

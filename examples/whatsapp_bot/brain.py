@@ -31,8 +31,10 @@ def render(message: InboundMessage) -> str | None:
     """
     if message.kind in SILENT_KINDS:
         return None
+
     if message.kind is MessageKind.TEXT:
         return message.text or None
+
     placeholder = f"[{message.kind.value}]"
     return f"{placeholder} {message.text}" if message.text else placeholder
 

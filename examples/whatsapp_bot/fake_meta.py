@@ -59,6 +59,7 @@ def serve_graph(port: int) -> None:
                     "contacts": [{"input": to, "wa_id": str(to).lstrip("+")}],
                     "messages": [{"id": wamid}],
                 }
+
             sys.stdout.flush()
             data = json.dumps(answer).encode()
             self.send_response(200)
@@ -133,6 +134,7 @@ def send_burst(bot: str, texts: list[str], secret: str) -> None:
                 status = reply.status
         except urllib.error.HTTPError as error:
             status = error.code
+
         print(f"[meta] POST {number}/{len(texts)} -> {status}", flush=True)
         time.sleep(0.05)
 
@@ -150,10 +152,12 @@ def main() -> int:
     if args.command == "graph":
         serve_graph(args.port)
         return 0
+
     secret = os.environ.get("WHATSAPP_APP_SECRET")
     if not secret:
         print("set WHATSAPP_APP_SECRET to the bot's app secret", file=sys.stderr)
         return 2
+
     send_burst(args.bot, args.texts, secret)
     return 0
 

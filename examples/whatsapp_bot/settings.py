@@ -89,15 +89,18 @@ def load(role: str, env: Mapping[str, str]) -> Settings:
         value = text(name)
         if value is None:
             problems.append(f"{name} is not set: {what}")
+
         return value
 
     def integer(name: str, default: int, low: int, high: int) -> int:
         raw = text(name)
         if raw is None:
             return default
+
         if not raw.isdigit() or not low <= int(raw) <= high:
             problems.append(f"{name} must be an integer from {low} to {high}")
             return default
+
         return int(raw)
 
     try:
@@ -108,6 +111,7 @@ def load(role: str, env: Mapping[str, str]) -> Settings:
                 " dies with one process, and Meta does not resend what the bot"
                 " already acknowledged; give the bot a Redis server"
             )
+
         options["redis"] = redis
     except ConfigurationError as error:
         problems.append(str(error))
@@ -129,7 +133,7 @@ def load(role: str, env: Mapping[str, str]) -> Settings:
         options["verify_token"] = text("WHATSAPP_VERIFY_TOKEN")
         options["host"] = text("BOT_HOST") or "127.0.0.1"
         options["port"] = integer("BOT_PORT", 8000, 1, 65535)
-        numbers = env.get("WHATSAPP_PHONE_NUMBER_IDS")
+        numbers = text("WHATSAPP_PHONE_NUMBER_IDS")
         if numbers is not None:
             ids = tuple(n.strip() for n in numbers.split(",") if n.strip())
             if not ids or not all(n.isdigit() for n in ids):
@@ -137,6 +141,7 @@ def load(role: str, env: Mapping[str, str]) -> Settings:
                     "WHATSAPP_PHONE_NUMBER_IDS must be phone number ids (digits),"
                     " separated by commas"
                 )
+
             options["phone_number_ids"] = ids
 
     if role in ("all", "worker"):
@@ -152,6 +157,7 @@ def load(role: str, env: Mapping[str, str]) -> Settings:
 
     if problems:
         raise SettingsError(problems)
+
     return Settings(**options)
 
 
@@ -164,13 +170,16 @@ def load_brain(spec: str) -> Brain:
     module_name, colon, name = spec.partition(":")
     if not colon or not module_name or not name:
         raise SettingsError([f"BOT_BRAIN must look like module:function, got {spec!r}"])
+
     try:
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise SettingsError(
             [f"BOT_BRAIN: cannot import {module_name!r} ({error})"]
         ) from None
+
     function = getattr(module, name, None)
     if not callable(function):
         raise SettingsError([f"BOT_BRAIN: {spec!r} is not a function"])
+
     return function  # type: ignore[no-any-return]

@@ -33,6 +33,12 @@ __all__ = ["create_app"]
 
 log = logging.getLogger("whatsapp_bot.web")
 
+PUSH_TIMEOUT = 3.0
+"""Seconds a POST may spend pushing (Redis retries included) before it answers
+503. Meta gives up on a slow answer after a few seconds and sends the update
+again; answering first keeps the retry prompt. The dedupe ids make a push that
+did land harmless to repeat."""
+
 HEALTH_TIMEOUT = 2.0
 """Seconds /healthz waits for Redis before it reports it down."""
 
@@ -67,8 +73,9 @@ def create_app(
             return Response(error.reason, status_code=error.status)
 
         try:
-            receipts = await batcher.push_many(m.to_push() for m in update.messages)
-        except StoreError as error:
+            with anyio.fail_after(PUSH_TIMEOUT):
+                receipts = await batcher.push_many(m.to_push() for m in update.messages)
+        except (StoreError, TimeoutError) as error:
             log.error(
                 "push failed (%s); answering 503 so that Meta sends the update again",
                 type(error).__name__,
@@ -91,11 +98,13 @@ def create_app(
                 redis_ok = True
             except RapidfireError as error:
                 log.warning("health check: Redis does not answer (%s)", error)
+
         status: dict[str, Any] = {"role": role, "redis": redis_ok}
         healthy = redis_ok
         if worker_alive is not None:
             status["worker"] = worker_alive()
             healthy = healthy and status["worker"]
+
         return JSONResponse(status, status_code=200 if healthy else 503)
 
     return Starlette(
@@ -119,13 +128,16 @@ async def _read_body(request: Request, cap: int) -> bytes:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > cap:
         raise PayloadTooLargeError("content-length over the size cap")
+
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > cap:
             raise PayloadTooLargeError("body over the size cap")
+
         chunks.append(chunk)
+
     return b"".join(chunks)
 
 
@@ -136,11 +148,13 @@ def _log_update(update: WebhookBatch, duplicates: int) -> None:
             len(update.messages) - duplicates,
             duplicates,
         )
+
     if update.dropped:
         log.warning(
             "webhook POST: %d message(s) to a business number not served here",
             len(update.dropped),
         )
+
     for status in update.statuses:
         if status.status == "failed":
             log.warning(

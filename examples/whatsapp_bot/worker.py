@@ -106,6 +106,7 @@ class Replier:
         except SendError as error:
             self._send_failed(batch, error)
             return
+
         log.info(
             "batch %s of %s: %d message(s) answered with one reply, sent as %s"
             " (attempt %d)",
@@ -136,8 +137,10 @@ class Replier:
             reply = await anyio.to_thread.run_sync(self._brain, messages)
             if inspect.isawaitable(reply):
                 reply = await reply
+
         if reply is not None and not isinstance(reply, str):
             raise TypeError(f"the brain returned {type(reply).__name__}, not str")
+
         return reply
 
     def _send_failed(self, batch: Batch, error: SendError) -> None:
@@ -152,6 +155,7 @@ class Replier:
                 error.code,
             )
             return
+
         if error.retryable or error.code in OPERATOR_ERROR_CODES:
             log.warning(
                 "%s: send failed (code=%s, http_status=%s); the batch will be retried",
@@ -160,6 +164,7 @@ class Replier:
                 error.http_status,
             )
             raise error
+
         log.error(
             "%s: send refused for good (code=%s, http_status=%s); batch dropped",
             where,

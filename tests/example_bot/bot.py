@@ -90,12 +90,14 @@ class Bot:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
+
         return self
 
     def output(self) -> str:
         """Everything the process printed so far."""
         if not self.log_path.exists():
             return ""
+
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def wait_healthy(self, timeout: float = 15.0) -> None:
@@ -107,12 +109,15 @@ class Bot:
                 raise AssertionError(
                     f"bot exited with {self.process.returncode}:\n{self.output()}"
                 )
+
             try:
                 if self.get("/healthz", timeout=1.0).status == 200:
                     return
             except OSError:
                 pass
+
             time.sleep(0.05)
+
         raise AssertionError(f"bot not healthy after {timeout}s:\n{self.output()}")
 
     def wait_output(self, text: str, timeout: float = 10.0) -> bool:
@@ -121,7 +126,9 @@ class Bot:
         while time.monotonic() < deadline:
             if text in self.output():
                 return True
+
             time.sleep(0.05)
+
         return text in self.output()
 
     def stop(self, timeout: float = 15.0) -> int | None:
@@ -129,6 +136,7 @@ class Bot:
         process = self.process
         if process is None:
             return None
+
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
             try:
@@ -136,6 +144,7 @@ class Bot:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+
         return process.returncode
 
     # -- HTTP -------------------------------------------------------------------
@@ -147,6 +156,7 @@ class Bot:
         headers = {"Content-Type": "application/json"}
         if signature is not None:
             headers["X-Hub-Signature-256"] = signature
+
         request = urllib.request.Request(
             self.url + "/webhook", data=body, headers=headers, method="POST"
         )

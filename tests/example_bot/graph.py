@@ -76,8 +76,8 @@ class FakeGraph:
     @property
     def api_url(self) -> str:
         """The value for ``WHATSAPP_API_URL``."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/{API_VERSION}"
+        port = self._server.server_address[1]
+        return f"http://127.0.0.1:{port}/{API_VERSION}"
 
     def __enter__(self) -> FakeGraph:
         self._thread.start()
@@ -125,8 +125,10 @@ class FakeGraph:
         while True:
             if condition(self):
                 return True
+
             if time.monotonic() >= deadline:
                 return False
+
             time.sleep(0.05)
 
     # -- answering ------------------------------------------------------------
@@ -138,6 +140,7 @@ class FakeGraph:
             body = json.loads(raw)
         except ValueError:
             body = {}
+
         status: int = 200
         reply: dict[str, Any] = {"success": True}
         if not path.startswith(f"/{API_VERSION}/") or not path.endswith("/messages"):
@@ -145,6 +148,7 @@ class FakeGraph:
         elif body.get("type") == "text":
             with self._lock:
                 scripted = self._failures.popleft() if self._failures else None
+
             if scripted is not None:
                 status, reply = scripted
             else:
@@ -154,8 +158,10 @@ class FakeGraph:
                     "contacts": [{"input": target, "wa_id": str(target).lstrip("+")}],
                     "messages": [{"id": f"wamid.out{next(self._ids):04d}"}],
                 }
+
         with self._lock:
             self._requests.append(Request(path, authorization, body, status))
+
         return status, reply
 
 

@@ -53,8 +53,10 @@ def text(
     }
     if phone is not None:
         item["from"] = phone
+
     if user_id is not None:
         item["from_user_id"] = user_id
+
     return item
 
 
@@ -74,8 +76,10 @@ def contact(*, phone: str | None, user_id: str | None = None) -> dict[str, Any]:
     entry: dict[str, Any] = {"profile": {"name": "Test User"}}
     if phone is not None:
         entry["wa_id"] = phone
+
     if user_id is not None:
         entry["user_id"] = user_id
+
     return entry
 
 
@@ -96,10 +100,13 @@ def webhook(
     }
     if contacts is not None:
         value["contacts"] = contacts
+
     if messages is not None:
         value["messages"] = messages
+
     if statuses is not None:
         value["statuses"] = statuses
+
     return {
         "object": "whatsapp_business_account",
         "entry": [{"id": WABA_ID, "changes": [{"field": "messages", "value": value}]}],
