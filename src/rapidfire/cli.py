@@ -3,6 +3,10 @@
     rapidfire demo                      the whole flow on the embedded server
     rapidfire worker MODULE:CALLABLE    drain the namespace with a handler
     rapidfire stats [--json]            the namespace's counts and counters
+    rapidfire doctor [--json]           why producers and workers may not meet
+    rapidfire inspect CONVERSATION      everything stored for one conversation
+    rapidfire dead list|show|requeue|purge   the dead letters
+    rapidfire flush CONVERSATION        make a conversation's open batch ready
 
 Every command but ``demo`` reads ``RAPIDFIRE_REDIS_URL`` and the other
 ``RAPIDFIRE_*`` variables (see :meth:`RedisConfig.from_env` and
@@ -23,9 +27,12 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._errors import RapidfireError
+
+if TYPE_CHECKING:
+    from ._config import RedisConfig
 
 __all__ = ["main"]
 
@@ -141,22 +148,125 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(sys.stdout, config)
 
 
-def cmd_stats(args: argparse.Namespace) -> int:
-    from ._batcher import Batcher
+def _config(args: argparse.Namespace) -> RedisConfig:
     from ._config import RedisConfig
 
-    config = RedisConfig.from_env()
+    options: dict[str, Any] = {}
+    if getattr(args, "namespace", None):
+        options["namespace"] = args.namespace
+    if getattr(args, "url", None):
+        env = {**os.environ, "RAPIDFIRE_REDIS_URL": args.url}
+        return RedisConfig.from_env(env, **options)
+    return RedisConfig.from_env(**options)
+
+
+def _print(data: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, default=str))
+        return
+    for key, value in data.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items())
+        print(f"  {key:18} {value}")
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from ._doctor import diagnose
+
+    report = diagnose(_config(args))
+    print(json.dumps(report.as_dict()) if args.json else report.render())
+    return 0 if report.healthy else 1
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from ._batcher import Batcher
+
+    with Batcher(_config(args)) as batcher:
+        state = batcher.inspect(args.conversation)
+    _print(dataclasses.asdict(state), args.json)
+    return 0
+
+
+def cmd_flush(args: argparse.Namespace) -> int:
+    from ._batcher import Batcher
+
+    with Batcher(_config(args)) as batcher:
+        count = batcher.flush(args.conversation)
+    print(f"flushed a batch of {count} message(s)" if count else "no open batch")
+    return 0
+
+
+def _confirm(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"{question} refused: not a terminal; pass --yes", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def cmd_dead(args: argparse.Namespace) -> int:
+    from ._batcher import Batcher
+
+    with Batcher(_config(args)) as batcher:
+        if args.action == "list":
+            letters = batcher.dead_letters(args.limit)
+            rows = [
+                {
+                    "id": d.id,
+                    "conversation": d.conversation,
+                    "messages": len(d.messages),
+                    "attempts": d.attempts,
+                    "error": d.error,
+                    "dead_at": d.dead_at,
+                }
+                for d in letters
+            ]
+            if args.json:
+                print(json.dumps(rows))
+            else:
+                for row in rows:
+                    print(
+                        f"{row['id']}  {row['conversation']}  {row['messages']} msg"
+                        f"  {row['attempts']} attempts  {row['error']}"
+                    )
+                print(f"{len(rows)} dead letter(s)")
+            return 0
+        if not args.ids:
+            print(
+                f"rapidfire dead {args.action}: name at least one id", file=sys.stderr
+            )
+            return EXIT_USAGE
+        code = 0
+        for batch_id in args.ids:
+            letter = batcher.dead_letter(batch_id)
+            if letter is None:
+                print(f"{batch_id}: no such dead letter", file=sys.stderr)
+                code = 1
+            elif args.action == "show":
+                print(json.dumps(dataclasses.asdict(letter), default=str))
+            elif args.action == "requeue":
+                count = batcher.requeue(letter)
+                print(f"{batch_id}: requeued {count} message(s)")
+            elif _confirm(f"purge dead letter {batch_id} for good?", args.yes):
+                batcher.purge(letter)
+                print(f"{batch_id}: purged")
+            else:
+                code = 1
+        return code
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from ._batcher import Batcher
+
+    config = _config(args)
     with Batcher(config) as batcher:
         stats = batcher.stats()
     if args.json:
         print(json.dumps({"config": config.describe(), **dataclasses.asdict(stats)}))
         return 0
     print(config.describe())
-    for field in dataclasses.fields(stats):
-        value = getattr(stats, field.name)
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items())
-        print(f"  {field.name:18} {value}")
+    _print(dataclasses.asdict(stats), False)
     return 0
 
 
@@ -178,9 +288,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(run=cmd_worker)
 
+    def target(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--url", help="Redis URL (default: RAPIDFIRE_REDIS_URL)")
+        command.add_argument("--namespace", help="default: RAPIDFIRE_NAMESPACE")
+        command.add_argument("--json", action="store_true", help="print JSON")
+
     stats = sub.add_parser("stats", help="the namespace's counts and counters")
-    stats.add_argument("--json", action="store_true", help="one JSON object")
+    target(stats)
     stats.set_defaults(run=cmd_stats)
+
+    doctor = sub.add_parser("doctor", help="why producers and workers may not meet")
+    target(doctor)
+    doctor.set_defaults(run=cmd_doctor)
+
+    inspect_ = sub.add_parser("inspect", help="everything stored for a conversation")
+    inspect_.add_argument("conversation")
+    target(inspect_)
+    inspect_.set_defaults(run=cmd_inspect)
+
+    flush = sub.add_parser("flush", help="make a conversation's open batch ready")
+    flush.add_argument("conversation")
+    target(flush)
+    flush.set_defaults(run=cmd_flush)
+
+    dead = sub.add_parser("dead", help="list, show, requeue or purge dead letters")
+    dead.add_argument("action", choices=["list", "show", "requeue", "purge"])
+    dead.add_argument("ids", nargs="*", help="dead letter (batch) ids")
+    dead.add_argument("--limit", type=int, default=100)
+    dead.add_argument("--yes", action="store_true", help="do not ask before purging")
+    target(dead)
+    dead.set_defaults(run=cmd_dead)
     return parser
 
 
