@@ -23,6 +23,7 @@ from rapidfire import (
     ConfigurationError,
     InvalidArgumentError,
     LayoutMismatchError,
+    LeaseLostError,
     ReadyReason,
     RedisConfig,
 )
@@ -1275,3 +1276,20 @@ def test_unusual_conversation_ids_keep_their_batches_apart(
     assert batches[conversation].messages == ("theirs",)
     assert batches[conversation + "2"].messages == ("other",)
     assert batcher.inspect(conversation).stored_messages == 1
+
+
+def test_strict_ack_and_extend_raise_lease_lost(
+    make_batcher: MakeBatcher, clock: FakeClock
+):
+    batcher = make_batcher(clock=clock)
+    batcher.push(ALICE, 1)
+    batcher.flush(ALICE)
+    (batch,) = batcher.claim()
+    clock.advance(1.0)  # past the lease
+
+    with pytest.raises(LeaseLostError, match=batch.id):
+        batcher.extend(batch, strict=True)
+    with pytest.raises(LeaseLostError, match=batch.id):
+        batcher.ack(batch, strict=True)
+    (again,) = batcher.claim()
+    assert batcher.ack(again, strict=True) is True

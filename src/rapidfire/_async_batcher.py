@@ -21,7 +21,12 @@ import anyio
 from ._async_executor import AsyncExecutor
 from ._codec import Codec
 from ._config import RedisConfig
-from ._errors import ArgumentTypeError, InvalidArgumentError, RedisCommandError
+from ._errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    LeaseLostError,
+    RedisCommandError,
+)
 from ._models import (
     Batch,
     ConversationState,
@@ -354,16 +359,23 @@ class AsyncBatcher:
         executor = await self._ready()
         return self._protocol.decode_claim(shard, await executor.run(call))
 
-    async def ack(self, batch: Batch) -> bool:
+    async def ack(self, batch: Batch, *, strict: bool = False) -> bool:
         """Report a batch handled: its messages are removed for good.
 
         Returns False, and changes nothing, when the caller no longer holds the
         batch: its lease ran out (it may be delivered again) or another
-        claimer holds it now.
+        claimer holds it now. With ``strict=True`` that raises
+        :class:`LeaseLostError` instead.
         """
         call = self._protocol.ack_call(batch)
         executor = await self._ready()
-        return bool(await executor.run(call))
+        done = bool(await executor.run(call))
+        if strict and not done:
+            raise LeaseLostError(
+                f"batch {batch.id} is no longer held by this caller: its lease ran"
+                " out or another claimer holds it"
+            )
+        return done
 
     async def nack(
         self, batch: Batch, delay: float | None = None, *, error: str | None = None
@@ -395,17 +407,25 @@ class AsyncBatcher:
         executor = await self._ready()
         return self._protocol.decode_nack(await executor.run(call)) == "retry"
 
-    async def extend(self, batch: Batch, seconds: float | None = None) -> bool:
+    async def extend(
+        self, batch: Batch, seconds: float | None = None, *, strict: bool = False
+    ) -> bool:
         """Renew the caller's lease: it now ends ``seconds`` from now.
 
         Defaults to the policy's lease. Returns False when the caller no longer
-        holds the batch (the lease had already run out).
+        holds the batch (the lease had already run out); with ``strict=True``
+        that raises :class:`LeaseLostError` instead.
         """
         lease = self.policy.lease if seconds is None else seconds
         lease = check_seconds("seconds", lease, minimum=0.001)
         call = self._protocol.extend_call(batch, lease)
         executor = await self._ready()
-        return bool(await executor.run(call))
+        done = bool(await executor.run(call))
+        if strict and not done:
+            raise LeaseLostError(
+                f"the lease of batch {batch.id} ran out before it was extended"
+            )
+        return done
 
     async def extend_many(
         self, batches: Iterable[Batch], seconds: float | None = None
