@@ -41,6 +41,7 @@ from ._models import (
     ReadyReason,
     Stats,
 )
+from ._observer import Observer
 from ._policy import BatchPolicy
 from ._version import __version__
 
@@ -60,6 +61,7 @@ __all__ = [
     "JsonCodec",
     "LayoutMismatchError",
     "LeaseLostError",
+    "Observer",
     "Peer",
     "PushReceipt",
     "RapidfireError",

@@ -21,6 +21,7 @@ import anyio.to_thread
 
 from ._errors import RedisUnavailableError, StoreError
 from ._models import Batch, DrainReport
+from ._observer import handling, notify
 from ._validate import as_seconds
 from ._workloop import (
     HEARTBEAT,
@@ -50,6 +51,7 @@ class _Job:
     lost: bool = False
     given_back: bool = False
     settling: bool = False
+    claimed: float = field(default_factory=time.monotonic)
 
 
 async def drain(
@@ -217,18 +219,33 @@ class _AsyncWorker:
         batch = job.batch
         try:
             with job.scope:
+                observer = self.batcher.observer
+                notify(observer, "started", batch, time.monotonic() - job.claimed)
+                began = time.monotonic()
                 try:
-                    await self._call_handler(batch)
+                    with handling(observer, batch):
+                        await self._call_handler(batch)
                 except Exception as exc:
                     job.settling = True
                     outcome = await self.batcher.nack(batch, error=error_text(exc))
                     count_failure(self.report, batch, exc, outcome)
+                    notify(
+                        observer, "settled", batch, outcome, time.monotonic() - began
+                    )
                     return
                 job.settling = True
-                if await self.batcher.ack(batch):
+                acked = await self.batcher.ack(batch)
+                if acked:
                     self.report.handled += 1
                 elif not job.given_back:
                     lease_lost(self.report, batch, "before its ack")
+                notify(
+                    observer,
+                    "settled",
+                    batch,
+                    "acked" if acked else "lost",
+                    time.monotonic() - began,
+                )
         except StoreError as exc:
             log.warning(
                 "could not settle batch %s (%s); it comes back after its lease",

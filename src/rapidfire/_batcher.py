@@ -32,6 +32,7 @@ from ._models import (
     PushReceipt,
     Stats,
 )
+from ._observer import Observer, notify
 from ._policy import BatchPolicy
 from ._protocol import (
     SERVERS_CHECKED,
@@ -77,6 +78,8 @@ class Batcher:
         codec: Turns messages into bytes; JSON by default.
         clock: For tests only: a function returning the time in seconds, used
             by every script in place of the Redis server's clock.
+        observer: Hooks for metrics and tracing (see :class:`Observer` and
+            ``rapidfire.metrics``).
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class Batcher:
         *,
         codec: Codec | None = None,
         clock: Callable[[], float] | None = None,
+        observer: Observer | None = None,
     ) -> None:
         if not isinstance(config, RedisConfig):
             raise ArgumentTypeError(
@@ -96,6 +100,7 @@ class Batcher:
                 f"policy must be a BatchPolicy or None, got {type(policy).__name__}"
             )
         self._protocol = Protocol(config, policy or BatchPolicy(), codec, clock)
+        self.observer = observer
         self._executor: SyncExecutor | None = None
         self._layout_checked: float | None = None
         self._lock = threading.Lock()
@@ -226,10 +231,13 @@ class Batcher:
         executor = self._ready()
         beat = self._producer_beat()
         if beat is None:
-            return self._protocol.decode_push(call, executor.run(call))[0]
-        reply, seen = executor.run_many([call, beat])
-        self._check_workers(seen)
-        return self._protocol.decode_push(call, reply)[0]
+            reply = executor.run(call)
+        else:
+            reply, seen = executor.run_many([call, beat])
+            self._check_workers(seen)
+        receipts = self._protocol.decode_push(call, reply)
+        notify(self.observer, "pushed", receipts)
+        return receipts[0]
 
     def push_many(self, items: Iterable[Any]) -> list[PushReceipt]:
         """Push many messages in one round trip; receipts come back in order.
@@ -254,7 +262,9 @@ class Batcher:
                 where, self._protocol.decode_push(call, reply)
             ):
                 receipts[position] = receipt
-        return [r for r in receipts if r is not None]
+        done = [r for r in receipts if r is not None]
+        notify(self.observer, "pushed", done)
+        return done
 
     def _producer_beat(self) -> Call | None:
         """A producer heartbeat, at most once per PRODUCER_BEAT seconds."""
@@ -352,7 +362,17 @@ class Batcher:
         """Claim from one shard; the result also tells its next deadline."""
         call = self._protocol.claim_call(shard, limit)
         executor = self._ready()
-        return self._protocol.decode_claim(shard, executor.run(call))
+        result = self._protocol.decode_claim(shard, executor.run(call))
+        if result.batches:
+            notify(self.observer, "claimed", result.batches)
+        if result.expired_batches:
+            notify(
+                self.observer,
+                "expired",
+                result.expired_batches,
+                result.expired_messages,
+            )
+        return result
 
     def ack(self, batch: Batch, *, strict: bool = False) -> bool:
         """Report a batch handled: its messages are removed for good.

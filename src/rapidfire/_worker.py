@@ -15,11 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ._errors import RedisUnavailableError, StoreError
 from ._models import Batch, DrainReport
+from ._observer import handling, notify
 from ._validate import as_seconds
 from ._workloop import (
     HEARTBEAT,
@@ -47,6 +48,7 @@ class _Job:
     lost: bool = False
     given_back: bool = False
     settling: bool = False
+    claimed: float = field(default_factory=time.monotonic)
 
 
 def drain(
@@ -201,18 +203,31 @@ class _ThreadWorker:
     def _handle(self, job: _Job) -> None:
         batch = job.batch
         try:
+            observer = self.batcher.observer
+            notify(observer, "started", batch, time.monotonic() - job.claimed)
+            began = time.monotonic()
             try:
-                self.handler(batch)
+                with handling(observer, batch):
+                    self.handler(batch)
             except Exception as exc:
                 job.settling = True
                 outcome = self.batcher.nack(batch, error=error_text(exc))
                 count_failure(self.report, batch, exc, outcome)
+                notify(observer, "settled", batch, outcome, time.monotonic() - began)
                 return
             job.settling = True
-            if self.batcher.ack(batch):
+            acked = self.batcher.ack(batch)
+            if acked:
                 self.report.handled += 1
             elif not job.given_back:
                 lease_lost(self.report, batch, "before its ack")
+            notify(
+                observer,
+                "settled",
+                batch,
+                "acked" if acked else "lost",
+                time.monotonic() - began,
+            )
         except StoreError as exc:
             log.warning(
                 "could not settle batch %s (%s); it comes back after its lease",

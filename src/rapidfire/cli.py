@@ -113,6 +113,17 @@ def cmd_worker(args: argparse.Namespace) -> int:
     config = RedisConfig.from_env()
     policy = BatchPolicy.from_env()
     grace = _shutdown_grace()
+    observer = None
+    if args.metrics_port is not None:
+        from .metrics import PrometheusObserver
+
+        observer = PrometheusObserver()
+        watcher = Batcher(config, policy)
+        observer.watch(watcher)
+        observer.serve(args.metrics_port, args.metrics_host)
+        log.info(
+            "metrics on http://%s:%d/metrics", args.metrics_host, args.metrics_port
+        )
     stop = threading.Event()
     _install_stop(stop)
     log.info("worker starting: %s; %s", config.describe(), policy.describe())
@@ -126,12 +137,12 @@ def cmd_worker(args: argparse.Namespace) -> int:
         import anyio
 
         async def run() -> Any:
-            async with AsyncBatcher(config, policy) as batcher:
+            async with AsyncBatcher(config, policy, observer=observer) as batcher:
                 return await batcher.drain(handler, **options)
 
         report = anyio.run(run)
     else:
-        with Batcher(config, policy) as batcher:
+        with Batcher(config, policy, observer=observer) as batcher:
             report = batcher.drain(handler, **options)
     log.info("worker stopped: %s", report)
     return 0
@@ -285,6 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--concurrency", type=int, default=1, metavar="N")
     worker.add_argument(
         "--until-idle", action="store_true", help="exit once nothing is pending"
+    )
+    worker.add_argument(
+        "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics"
+    )
+    worker.add_argument(
+        "--metrics-host", default="127.0.0.1", help="address for --metrics-port"
     )
     worker.set_defaults(run=cmd_worker)
 
