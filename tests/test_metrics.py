@@ -105,6 +105,7 @@ def test_metrics_are_served_and_move_when_work_flows(config: RedisConfig):
     finally:
         if isinstance(server, tuple):
             server[0].shutdown()
+            server[0].server_close()
         batcher.close()
 
     assert value(before, "rapidfire_pushed_total") == 0
