@@ -25,6 +25,7 @@ from ._observer import handling, notify
 from ._validate import as_seconds
 from ._workloop import (
     HEARTBEAT,
+    IDLE_CHECK,
     RESYNC,
     Schedule,
     count_failure,
@@ -41,6 +42,7 @@ __all__ = ["drain"]
 log = logging.getLogger("rapidfire.worker")
 
 STOP_POLL = 0.2
+OVERDUE_ALARM = 5.0
 RELEASE_TIMEOUT = 5.0
 
 
@@ -121,6 +123,7 @@ class _AsyncWorker:
         renew_every = as_seconds(self.batcher.policy.lease) / 3
         next_renew = time.monotonic() + renew_every
         next_beat = 0.0
+        last_busy = time.monotonic()
         stop_at: float | None = None
         empty: dict[int, bool] = {}
         failures = 0
@@ -180,6 +183,11 @@ class _AsyncWorker:
                 next_beat = now + HEARTBEAT
                 try:
                     await self.batcher.heartbeat("worker")
+                    if self.jobs:
+                        last_busy = now
+                    elif now - last_busy >= IDLE_CHECK:
+                        last_busy = now
+                        await self._check_overdue()
                 except StoreError as exc:
                     log.warning("heartbeat failed: %s", exc)
             if self.renew and self.jobs and now >= next_renew:
@@ -199,6 +207,22 @@ class _AsyncWorker:
         elif self.stop is not None:
             timeout = min(timeout, STOP_POLL)
         return max(0.0, min(timeout, RESYNC, HEARTBEAT))
+
+    async def _check_overdue(self) -> None:
+        """An idle worker that sees overdue batches says so: it cannot claim them."""
+        stats = await self.batcher.stats()
+        # A batch that became ready a moment ago is another worker's to take;
+        # one overdue for seconds while this worker idles is not being taken.
+        if stats.overdue and (stats.oldest_overdue or 0.0) > OVERDUE_ALARM:
+            log.warning(
+                "this worker has been idle for %ds while %d batch(es) of namespace"
+                " %s are overdue (the oldest by %.0fs): do producers use another"
+                " layout or key prefix?",
+                IDLE_CHECK,
+                stats.overdue,
+                self.batcher.config.namespace,
+                stats.oldest_overdue or 0.0,
+            )
 
     # -- handling -----------------------------------------------------------
 

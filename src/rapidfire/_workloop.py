@@ -22,6 +22,7 @@ from ._protocol import NackOutcome
 
 __all__ = [
     "HEARTBEAT",
+    "IDLE_CHECK",
     "RESYNC",
     "Schedule",
     "count_failure",
@@ -34,6 +35,8 @@ __all__ = [
 RESYNC = 30.0
 # A worker records itself in the namespace this often (see Batcher.heartbeat).
 HEARTBEAT = 15.0
+# An idle worker looks at the namespace's overdue count this often.
+IDLE_CHECK = 60.0
 
 # Claim a shard this long after its deadline, so that the server's clock has
 # surely reached it.
