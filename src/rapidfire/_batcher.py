@@ -162,13 +162,13 @@ class Batcher:
         try:
             replies = executor.run_many(self._protocol.server_check_calls())
         except RedisCommandError as exc:  # CONFIG may be disabled (managed Redis)
-            log.debug("cannot read the server's settings: %s", exc)
-            return []
+            return [self._protocol.unreadable_settings(exc)]
         return self._protocol.decode_server_check(replies)
 
     def check_server(self) -> list[str]:
         """What in the server's settings risks waiting work (eviction policy,
-        persistence), one sentence each; empty when nothing does.
+        persistence), one sentence each; empty when nothing does. A server
+        that hides its settings (CONFIG disabled) gets a sentence saying so.
 
         Batchers log these once per server at start as warnings.
         """

@@ -103,11 +103,15 @@ def _check(client: Any, protocol: Protocol, report: Diagnosis) -> None:
         risks = protocol.decode_server_check(
             executor.run_many(protocol.server_check_calls())
         )
-    except RapidfireError:
-        risks = []  # CONFIG is disabled on some managed servers
+    except RapidfireError as exc:  # CONFIG is disabled on some managed servers
+        risks = [protocol.unreadable_settings(exc)]
     for risk in risks:
-        level: Level = "error" if "maxmemory-policy" in risk else "warning"
-        check = "eviction" if level == "error" else "persistence"
+        level: Level = "error" if "has maxmemory-policy" in risk else "warning"
+        check = (
+            "eviction"
+            if level == "error"
+            else ("persistence" if "persistence off" in risk else "server")
+        )
         report.add(level, check, risk)
     if not risks:
         report.add("ok", "server", "no eviction of rapidfire's keys; persistence on")

@@ -45,7 +45,7 @@ class SyncExecutor:
             error = translate_error(exc, self.where)
             if not (isinstance(error, RedisUnavailableError) and call.idempotent):
                 raise error from exc
-        return (self._retry([call], single=True))[0]
+        return (self._retry([call], error, single=True))[0]
 
     def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Send calls in one pipeline (not a transaction); raise the first error.
@@ -62,23 +62,35 @@ class SyncExecutor:
             idempotent = all(c.idempotent for c in calls)
             if not (isinstance(error, RedisUnavailableError) and idempotent):
                 raise error from exc
-        return self._retry(calls, single=False)
+        return self._retry(calls, error, single=False)
 
-    def _retry(self, calls: Sequence[Call], *, single: bool) -> list[Any]:
+    def _retry(
+        self, calls: Sequence[Call], error: RedisUnavailableError, *, single: bool
+    ) -> list[Any]:
+        """Send again, up to ``retries`` times, after ``error`` on the first try."""
         for delay in retry_delays(self.retries):
             log.warning("Redis at %s unreachable; retrying in %.2fs", self.where, delay)
             time.sleep(delay)
+            self._drop_idle_connections()
             try:
                 with translate(self.where):
                     if single:
                         return [self._send(calls[0])]
                     return self._send_many(calls)
-            except RedisUnavailableError:
-                continue
-        with translate(self.where):
-            if single:
-                return [self._send(calls[0])]
-            return self._send_many(calls)
+            except RedisUnavailableError as exc:
+                error = exc
+        raise error
+
+    def _drop_idle_connections(self) -> None:
+        """After a connection error, the pool's idle connections are suspect
+        too (a restarted server closed them all): reconnect instead of
+        spending the retries on them one by one."""
+        pool = getattr(self.client, "connection_pool", None)
+        if pool is not None:
+            try:
+                pool.disconnect(inuse_connections=False)
+            except Exception as exc:
+                log.debug("could not drop idle connections: %s", exc)
 
     def _send(self, call: Call) -> Any:
         if call.script is None:

@@ -229,10 +229,21 @@ class Peer:
 
 @dataclass
 class DrainReport:
-    """What one ``drain`` call did."""
+    """What one ``drain`` call did.
+
+    Attributes:
+        handled: Batches whose handler returned and whose ack succeeded.
+        failed: Handler exceptions (each batch was nacked).
+        dead_lettered: Failures that moved a batch to the dead letters.
+        lost: Batches whose lease ran out under their handler.
+        released: Batches given back unfinished at shutdown.
+        unfinished: Thread handlers still running when drain returned (their
+            batches were given back; threads cannot be stopped).
+    """
 
     handled: int = 0
     failed: int = 0
     dead_lettered: int = 0
     lost: int = 0
     released: int = 0
+    unfinished: int = 0

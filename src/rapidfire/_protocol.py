@@ -609,6 +609,13 @@ class Protocol:
             Call.command("CONFIG", "GET", "save"),
         ]
 
+    def unreadable_settings(self, exc: BaseException) -> str:
+        return (
+            f"Redis at {self.config.where} does not show its settings ({exc}):"
+            " rapidfire cannot tell whether maxmemory-policy is noeviction and"
+            " persistence is on; check both with your provider"
+        )
+
     def decode_server_check(self, replies: Sequence[Any]) -> list[str]:
         """What in the server's settings puts the namespace's work at risk."""
         values = {}

@@ -296,6 +296,7 @@ class _ThreadWorker:
             except StoreError as exc:
                 log.warning("could not give back batch %s: %s", job.batch.id, exc)
         if jobs:
+            self.report.unfinished = len(jobs)
             log.warning(
                 "grace period over: gave back %d unfinished batch(es)", len(jobs)
             )

@@ -145,6 +145,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
         with Batcher(config, policy, observer=observer) as batcher:
             report = batcher.drain(handler, **options)
     log.info("worker stopped: %s", report)
+    if report.unfinished:
+        # A handler thread outlived the grace period; its batch was given back.
+        # Threads cannot be stopped, and Python would wait for it at exit.
+        log.warning("a handler is still running after the grace period; exiting")
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
     return 0
 
 

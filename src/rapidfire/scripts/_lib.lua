@@ -64,7 +64,8 @@ end
 -- their PEXPIREs (PTTL is much cheaper). The shard's keys get 4 x ttl the same
 -- way, so its indexes outlive every conversation in them.
 local function renew(key, floor, ttl)
-  if redis.call('PTTL', key) < floor then
+  local left = redis.call('PTTL', key)
+  if left ~= -2 and left < floor then  -- -2: no such key, nothing to renew
     redis.call('PEXPIRE', key, ttl)
   end
 end
@@ -73,7 +74,8 @@ end
 -- which sets its expiry itself) and renewed together, so the records' PTTL
 -- speaks for all of them.
 local function touch(keys, ttl)
-  if redis.call('PTTL', keys.b) < ttl * 2 then
+  local left = redis.call('PTTL', keys.b)
+  if left ~= -2 and left < ttl * 2 then
     redis.call('PEXPIRE', keys.m, ttl * 2)
     redis.call('PEXPIRE', keys.b, ttl * 3)
     redis.call('PEXPIRE', keys.c, ttl * 3)
