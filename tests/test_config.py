@@ -46,11 +46,46 @@ def test_redis_url_gives_host_port_and_db():
     assert not config.is_memory
 
 
-def test_redis_url_defaults_to_localhost_6379_db_0():
-    config = RedisConfig.from_url("redis://")
+def test_redis_url_defaults_to_port_6379_db_0():
+    config = RedisConfig.from_url("redis://cache.internal")
 
-    assert (config.host, config.port, config.db) == ("localhost", 6379, 0)
+    assert (config.host, config.port, config.db) == ("cache.internal", 6379, 0)
     assert config.namespace == "rapidfire"
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://", "redis:///5", "redis://:6379", "rediss://"]
+)
+def test_a_url_without_a_host_is_refused_not_taken_as_localhost(url: str):
+    with pytest.raises(ConfigurationError, match="names no host"):
+        RedisConfig.from_url(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://:6379#kT9@prod-redis.internal:6379/2",
+        "redis://:abc/def@127.0.0.1:16391/0",
+        "redis://:6379/My+Pass/word@127.0.0.1:6379/0",
+        "redis://:p?ss@127.0.0.1:6379/0",
+    ],
+)
+def test_a_password_with_special_characters_is_never_echoed(url: str):
+    secret_parts = ("kT9", "abc/def", "My+Pass", "p?ss")
+
+    with pytest.raises(ConfigurationError) as caught:
+        RedisConfig.from_url(url)
+
+    assert not any(part in str(caught.value) for part in secret_parts)
+
+
+def test_from_env_refuses_memory_and_an_empty_url():
+    with pytest.raises(ConfigurationError, match="embedded server"):
+        RedisConfig.from_env({"RAPIDFIRE_REDIS_URL": "memory://"})
+    with pytest.raises(ConfigurationError, match="set but empty"):
+        RedisConfig.from_env({"RAPIDFIRE_REDIS_URL": " ", "REDIS_URL": "redis://h"})
+
+    assert RedisConfig.from_env({}, default_url="memory://").is_memory
 
 
 def test_redis_url_takes_user_and_password():
@@ -269,11 +304,8 @@ def test_from_env_prefers_rapidfire_url_over_redis_url():
     assert config.host == "mine"
 
 
-@pytest.mark.parametrize("own", [None, ""])
-def test_from_env_falls_back_to_redis_url(own: str | None):
+def test_from_env_falls_back_to_redis_url():
     env = {"REDIS_URL": "redis://shared:6381/1"}
-    if own is not None:
-        env["RAPIDFIRE_REDIS_URL"] = own
 
     config = RedisConfig.from_env(env)
 

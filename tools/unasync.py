@@ -37,11 +37,15 @@ RULES = [
     (r"\banyio\.Lock\(\)", "threading.Lock()"),
     (r"^import anyio\n", "import threading\nimport time\n"),
     (r"also awaits what it returns", "ignores what it returns"),
+    (r"self\._refuses_async_handlers = False", "self._refuses_async_handlers = True"),
     (
         r"may be sync or async\.\n\s+Sync handlers run in worker threads\.",
         "runs in a worker thread.",
     ),
-    (r"for asyncio and trio code \(via anyio\)", "for threads and plain code"),
+    (
+        r"for asyncio code \(anyio on its asyncio backend\)",
+        "for threads and plain code",
+    ),
     (
         r"between tasks \(and, for :class:`Batcher`,\n    between threads\)",
         "between threads",

@@ -1,4 +1,4 @@
-"""AsyncBatcher: the batcher API for asyncio and trio code (via anyio).
+"""AsyncBatcher: the batcher API for asyncio code (anyio on its asyncio backend).
 
 This file is the source of ``_batcher.py``: ``tools/unasync.py`` writes the
 synchronous Batcher from it, and a test fails when the two drift apart. Edit
@@ -27,6 +27,7 @@ from ._errors import (
     LeaseLostError,
     RedisCommandError,
 )
+from ._logging import mask
 from ._models import (
     Batch,
     ConversationState,
@@ -47,6 +48,7 @@ from ._protocol import (
     score_pairs,
 )
 from ._validate import argument_seconds as check_seconds
+from ._validate import as_seconds
 from ._version import __version__
 
 __all__ = ["AsyncBatcher"]
@@ -85,6 +87,9 @@ class AsyncBatcher:
             by every script in place of the Redis server's clock.
         observer: Hooks for metrics and tracing (see :class:`Observer` and
             ``rapidfire.metrics``).
+        record_layout: Record the namespace's layout in Redis on first use
+            (the default). Tools that only look pass False, so that pointing
+            them at the wrong database leaves nothing there.
     """
 
     def __init__(
@@ -95,6 +100,7 @@ class AsyncBatcher:
         codec: Codec | None = None,
         clock: Callable[[], float] | None = None,
         observer: Observer | None = None,
+        record_layout: bool = True,
     ) -> None:
         if not isinstance(config, RedisConfig):
             raise ArgumentTypeError(
@@ -106,6 +112,8 @@ class AsyncBatcher:
             )
         self._protocol = Protocol(config, policy or BatchPolicy(), codec, clock)
         self.observer = observer
+        self._refuses_async_handlers = False
+        self._record_layout = record_layout
         self._executor: AsyncExecutor | None = None
         self._layout_checked: float | None = None
         self._lock = anyio.Lock()
@@ -147,7 +155,12 @@ class AsyncBatcher:
             executor = self._executor
             if self._layout_due():
                 first = self._layout_checked is None
-                replies = await executor.run_many(self._protocol.layout_calls())
+                calls = self._protocol.layout_calls()
+                if not self._record_layout:
+                    calls = calls[1:2]  # GET only
+                    replies = [None, *await executor.run_many(calls)]
+                else:
+                    replies = await executor.run_many(calls)
                 self._protocol.check_layout(replies)
                 self._layout_checked = time.monotonic()
                 if first:
@@ -180,6 +193,11 @@ class AsyncBatcher:
         if self.config.is_memory:
             return []
         return await self._server_risks(await self._ready())
+
+    def _longest(self) -> float:
+        """The longest delay or lease a call may ask for: the policy's ttl,
+        past which the batch's keys could expire before it is claimed."""
+        return as_seconds(self.policy.ttl)
 
     def _layout_due(self) -> bool:
         checked = self._layout_checked
@@ -368,6 +386,24 @@ class AsyncBatcher:
         call = self._protocol.claim_call(shard, limit)
         executor = await self._ready()
         result = self._protocol.decode_claim(shard, await executor.run(call))
+        for batch, problem in result.undecodable:
+            # A batch no handler can read: count the delivery, keep the error;
+            # after max_attempts it rests in the dead letters with raw bytes.
+            outcome = self._protocol.decode_nack(
+                await executor.run(
+                    self._protocol.nack_call(
+                        batch, self.policy.backoff(batch.attempt), problem
+                    )
+                )
+            )
+            log.warning(
+                "batch %s of %s cannot be decoded by %r (%s); %s",
+                batch.id,
+                mask(batch.conversation),
+                self._protocol.codec,
+                problem.split(":")[1].strip() if ":" in problem else problem,
+                "moved to the dead letters" if outcome == "dead" else "will retry",
+            )
         if result.batches:
             notify(self.observer, "claimed", result.batches)
         if result.expired_batches:
@@ -409,7 +445,7 @@ class AsyncBatcher:
         """
         if delay is None:
             delay = self.policy.backoff(self._protocol.check_batch(batch).attempt)
-        delay = check_seconds("delay", delay)
+        delay = check_seconds("delay", delay, maximum=self._longest())
         text = "" if error is None else str(error)[:MAX_ERROR_CHARS]
         call = self._protocol.nack_call(batch, delay, text)
         executor = await self._ready()
@@ -422,7 +458,7 @@ class AsyncBatcher:
         For a worker shutting down. Returns False when the caller no longer
         holds the batch.
         """
-        delay = check_seconds("delay", delay)
+        delay = check_seconds("delay", delay, maximum=self._longest())
         call = self._protocol.nack_call(batch, delay, "", counted=False)
         executor = await self._ready()
         return self._protocol.decode_nack(await executor.run(call)) == "retry"
@@ -437,7 +473,7 @@ class AsyncBatcher:
         that raises :class:`LeaseLostError` instead.
         """
         lease = self.policy.lease if seconds is None else seconds
-        lease = check_seconds("seconds", lease, minimum=0.001)
+        lease = check_seconds("seconds", lease, minimum=0.001, maximum=self._longest())
         call = self._protocol.extend_call(batch, lease)
         executor = await self._ready()
         done = bool(await executor.run(call))
@@ -452,7 +488,7 @@ class AsyncBatcher:
     ) -> list[bool]:
         """:meth:`extend` several batches in one round trip."""
         lease = self.policy.lease if seconds is None else seconds
-        lease = check_seconds("seconds", lease, minimum=0.001)
+        lease = check_seconds("seconds", lease, minimum=0.001, maximum=self._longest())
         calls = [self._protocol.extend_call(b, lease) for b in batches]
         executor = await self._ready()
         return [bool(r) for r in await executor.run_many(calls)]
@@ -500,6 +536,14 @@ class AsyncBatcher:
             renew: Renew leases while handlers run.
         """
         from ._async_worker import drain as run_drain
+        from ._workloop import ASYNC_HANDLER_REFUSED, is_async_handler
+
+        if not callable(handler):
+            raise ArgumentTypeError(
+                f"handler must be callable, got {type(handler).__name__}"
+            )
+        if self._refuses_async_handlers and is_async_handler(handler):
+            raise ArgumentTypeError(ASYNC_HANDLER_REFUSED)
 
         if (
             isinstance(concurrency, bool)

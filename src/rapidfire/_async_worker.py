@@ -30,6 +30,7 @@ from ._workloop import (
     Schedule,
     count_failure,
     error_text,
+    is_async_handler,
     lease_lost,
     parse_wake,
 )
@@ -71,12 +72,6 @@ async def drain(
     return await worker.run()
 
 
-def _is_async(handler: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)  # noqa: B004
-    )
-
-
 class _AsyncWorker:
     def __init__(
         self,
@@ -90,7 +85,7 @@ class _AsyncWorker:
     ) -> None:
         self.batcher = batcher
         self.handler = handler
-        self.handler_is_async = _is_async(handler)
+        self.handler_is_async = is_async_handler(handler)
         self.concurrency = concurrency
         self.until_idle = until_idle
         self.stop = stop

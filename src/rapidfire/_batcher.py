@@ -23,6 +23,7 @@ from ._errors import (
     RedisCommandError,
 )
 from ._executor import SyncExecutor
+from ._logging import mask
 from ._models import (
     Batch,
     ConversationState,
@@ -43,6 +44,7 @@ from ._protocol import (
     score_pairs,
 )
 from ._validate import argument_seconds as check_seconds
+from ._validate import as_seconds
 from ._version import __version__
 
 __all__ = ["Batcher"]
@@ -80,6 +82,9 @@ class Batcher:
             by every script in place of the Redis server's clock.
         observer: Hooks for metrics and tracing (see :class:`Observer` and
             ``rapidfire.metrics``).
+        record_layout: Record the namespace's layout in Redis on first use
+            (the default). Tools that only look pass False, so that pointing
+            them at the wrong database leaves nothing there.
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class Batcher:
         codec: Codec | None = None,
         clock: Callable[[], float] | None = None,
         observer: Observer | None = None,
+        record_layout: bool = True,
     ) -> None:
         if not isinstance(config, RedisConfig):
             raise ArgumentTypeError(
@@ -101,6 +107,8 @@ class Batcher:
             )
         self._protocol = Protocol(config, policy or BatchPolicy(), codec, clock)
         self.observer = observer
+        self._refuses_async_handlers = True
+        self._record_layout = record_layout
         self._executor: SyncExecutor | None = None
         self._layout_checked: float | None = None
         self._lock = threading.Lock()
@@ -142,7 +150,12 @@ class Batcher:
             executor = self._executor
             if self._layout_due():
                 first = self._layout_checked is None
-                replies = executor.run_many(self._protocol.layout_calls())
+                calls = self._protocol.layout_calls()
+                if not self._record_layout:
+                    calls = calls[1:2]  # GET only
+                    replies = [None, *executor.run_many(calls)]
+                else:
+                    replies = executor.run_many(calls)
                 self._protocol.check_layout(replies)
                 self._layout_checked = time.monotonic()
                 if first:
@@ -175,6 +188,11 @@ class Batcher:
         if self.config.is_memory:
             return []
         return self._server_risks(self._ready())
+
+    def _longest(self) -> float:
+        """The longest delay or lease a call may ask for: the policy's ttl,
+        past which the batch's keys could expire before it is claimed."""
+        return as_seconds(self.policy.ttl)
 
     def _layout_due(self) -> bool:
         checked = self._layout_checked
@@ -363,6 +381,24 @@ class Batcher:
         call = self._protocol.claim_call(shard, limit)
         executor = self._ready()
         result = self._protocol.decode_claim(shard, executor.run(call))
+        for batch, problem in result.undecodable:
+            # A batch no handler can read: count the delivery, keep the error;
+            # after max_attempts it rests in the dead letters with raw bytes.
+            outcome = self._protocol.decode_nack(
+                executor.run(
+                    self._protocol.nack_call(
+                        batch, self.policy.backoff(batch.attempt), problem
+                    )
+                )
+            )
+            log.warning(
+                "batch %s of %s cannot be decoded by %r (%s); %s",
+                batch.id,
+                mask(batch.conversation),
+                self._protocol.codec,
+                problem.split(":")[1].strip() if ":" in problem else problem,
+                "moved to the dead letters" if outcome == "dead" else "will retry",
+            )
         if result.batches:
             notify(self.observer, "claimed", result.batches)
         if result.expired_batches:
@@ -404,7 +440,7 @@ class Batcher:
         """
         if delay is None:
             delay = self.policy.backoff(self._protocol.check_batch(batch).attempt)
-        delay = check_seconds("delay", delay)
+        delay = check_seconds("delay", delay, maximum=self._longest())
         text = "" if error is None else str(error)[:MAX_ERROR_CHARS]
         call = self._protocol.nack_call(batch, delay, text)
         executor = self._ready()
@@ -417,7 +453,7 @@ class Batcher:
         For a worker shutting down. Returns False when the caller no longer
         holds the batch.
         """
-        delay = check_seconds("delay", delay)
+        delay = check_seconds("delay", delay, maximum=self._longest())
         call = self._protocol.nack_call(batch, delay, "", counted=False)
         executor = self._ready()
         return self._protocol.decode_nack(executor.run(call)) == "retry"
@@ -432,7 +468,7 @@ class Batcher:
         that raises :class:`LeaseLostError` instead.
         """
         lease = self.policy.lease if seconds is None else seconds
-        lease = check_seconds("seconds", lease, minimum=0.001)
+        lease = check_seconds("seconds", lease, minimum=0.001, maximum=self._longest())
         call = self._protocol.extend_call(batch, lease)
         executor = self._ready()
         done = bool(executor.run(call))
@@ -447,7 +483,7 @@ class Batcher:
     ) -> list[bool]:
         """:meth:`extend` several batches in one round trip."""
         lease = self.policy.lease if seconds is None else seconds
-        lease = check_seconds("seconds", lease, minimum=0.001)
+        lease = check_seconds("seconds", lease, minimum=0.001, maximum=self._longest())
         calls = [self._protocol.extend_call(b, lease) for b in batches]
         executor = self._ready()
         return [bool(r) for r in executor.run_many(calls)]
@@ -494,6 +530,14 @@ class Batcher:
             renew: Renew leases while handlers run.
         """
         from ._worker import drain as run_drain
+        from ._workloop import ASYNC_HANDLER_REFUSED, is_async_handler
+
+        if not callable(handler):
+            raise ArgumentTypeError(
+                f"handler must be callable, got {type(handler).__name__}"
+            )
+        if self._refuses_async_handlers and is_async_handler(handler):
+            raise ArgumentTypeError(ASYNC_HANDLER_REFUSED)
 
         if (
             isinstance(concurrency, bool)

@@ -102,11 +102,29 @@ class RedisConfig:
                 f"url has unknown scheme {parts.scheme!r} in {_redact_url(self.url)!r};"
                 f" use one of {', '.join(s + '://' for s in _SCHEMES)}"
             )
+        if parts.fragment or "#" in self.url:
+            raise ConfigurationError(
+                f"url {_redact_url(self.url)!r} contains '#': a password with '#',"
+                " '?', '/' or '@' must be percent-encoded (or set"
+                " RAPIDFIRE_REDIS_PASSWORD)"
+            )
         query = parse_qs(parts.query)
+        unknown = sorted(set(query) - {"db"})
+        if unknown:
+            raise ConfigurationError(
+                f"url has unknown query parameter(s) {', '.join(unknown)} in"
+                f" {_redact_url(self.url)!r}; only ?db=N is read (set the other"
+                " options as RedisConfig fields)"
+            )
         host, port, path = "", 0, ""
         url_db: str | None = None
         if scheme in ("redis", "rediss"):
-            host = parts.hostname or "localhost"
+            if not parts.hostname:
+                raise ConfigurationError(
+                    f"url {_redact_url(self.url)!r} names no host: rapidfire does"
+                    " not assume localhost (write redis://127.0.0.1:6379/0)"
+                )
+            host = parts.hostname
             try:
                 port = parts.port or 6379
             except ValueError:
@@ -189,8 +207,11 @@ class RedisConfig:
         ``RAPIDFIRE_REDIS_RETRIES``, ``RAPIDFIRE_REDIS_MAX_CONNECTIONS``,
         ``RAPIDFIRE_SHARDS``, ``RAPIDFIRE_REDIS_SSL_CA_CERTS``,
         ``RAPIDFIRE_REDIS_SSL_CERTFILE``, ``RAPIDFIRE_REDIS_SSL_KEYFILE``,
-        ``RAPIDFIRE_REDIS_SSL_CERT_REQS``. Keyword ``options`` win over the
-        environment.
+        ``RAPIDFIRE_REDIS_SSL_CERT_REQS``, ``RAPIDFIRE_REDIS_SSL_CHECK_HOSTNAME``
+        (``0``/``1``). Keyword ``options`` win over the environment.
+
+        A ``memory://`` URL in the environment is refused: the embedded server
+        is private to one process.
 
         With no URL in the environment this raises :class:`ConfigurationError`
         instead of guessing: a process that quietly used a default server could
@@ -198,7 +219,19 @@ class RedisConfig:
         pass ``default_url="memory://"``, and they say so in their output.
         """
         env = os.environ if environ is None else environ
+        if ENV_URL in env and not env[ENV_URL].strip():
+            raise ConfigurationError(
+                f"{ENV_URL} is set but empty: set it to the server every producer"
+                " and worker shares, or unset it"
+            )
         url = env.get(ENV_URL) or env.get(ENV_FALLBACK_URL) or default_url
+        if url and url != default_url and url.lower().startswith("memory:"):
+            raise ConfigurationError(
+                f"{ENV_URL}={url} names the embedded server, which lives inside one"
+                " process: producers and workers in other processes would never"
+                " see its batches. Use redis://... (memory:// is for tests and"
+                " demos that pass default_url)"
+            )
         if not url:
             raise ConfigurationError(
                 f"{ENV_URL} is not set: tell every producer and worker where Redis"
@@ -236,6 +269,13 @@ class RedisConfig:
         for var, name in strings.items():
             if env.get(var):
                 found[name] = env[var]
+        check = env.get("RAPIDFIRE_REDIS_SSL_CHECK_HOSTNAME")
+        if check:
+            if check.lower() not in ("0", "1", "true", "false", "yes", "no"):
+                raise ConfigurationError(
+                    f"RAPIDFIRE_REDIS_SSL_CHECK_HOSTNAME must be 0 or 1, got {check!r}"
+                )
+            found["ssl_check_hostname"] = check.lower() in ("1", "true", "yes")
         found.update(options)
         return cls(url=url, **found)
 
@@ -334,17 +374,23 @@ class RedisConfig:
 
 
 def _parse_db(text: str) -> int:
+    # A malformed URL can put part of a password here: never echo that.
+    shown = "<redacted>" if "@" in text or ":" in text else text
     try:
         db = int(text)
     except ValueError:
-        raise ConfigurationError(f"db must be an integer >= 0, got {text!r}") from None
+        raise ConfigurationError(f"db must be an integer >= 0, got {shown!r}") from None
     if db < 0:
-        raise ConfigurationError(f"db must be an integer >= 0, got {text!r}")
+        raise ConfigurationError(f"db must be an integer >= 0, got {shown!r}")
     return db
 
 
 def _redact_url(url: str) -> str:
-    return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1:***@", url)
+    """The URL with everything between ``//`` and the last ``@`` hidden."""
+    head, sep, rest = url.partition("//")
+    if not sep or "@" not in rest:
+        return url
+    return f"{head}//***@{rest.rsplit('@', 1)[1]}"
 
 
 # The embedded servers, one per memory:// name, shared by every client in this

@@ -8,6 +8,7 @@ from the others of the same server, and says where the batches really are.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -198,12 +199,25 @@ def _probe_other_databases(
     ours = config.db or 0
     count = _database_count(config)
     found = []
+    unreadable = []
     for db in range(min(count, MAX_DATABASES)):
         if db == ours:
             continue
-        seen = _namespace_in(config, db, layout)
+        try:
+            seen = _namespace_in(config, db, layout)
+        except Exception as exc:
+            unreadable.append(f"db {db} ({type(exc).__name__})")
+            continue
         if seen is not None:
             found.append((db, *seen))
+    if unreadable:
+        report.add(
+            "warning",
+            "databases",
+            "could not look into "
+            + ", ".join(unreadable[:5])
+            + (" and more" if len(unreadable) > 5 else ""),
+        )
     for db, pending, stored, peers in found:
         what = []
         if pending:
@@ -233,15 +247,7 @@ def _namespace_in(
     config: RedisConfig, db: int, layout: Layout
 ) -> tuple[int, int, int] | None:
     """(pending, stored messages, peers) of the namespace in ``db``, or None."""
-    client = RedisConfig.from_url(
-        config.url,
-        namespace=config.namespace,
-        db=db,
-        password=config.password,
-        username=config.username,
-        connect_timeout=config.connect_timeout,
-        command_timeout=config.command_timeout,
-    ).client()
+    client = dataclasses.replace(config, db=db).client()
     try:
         record = client.get(layout.layout_key)
         peers = client.zcard(layout.peers_seen_key)
@@ -262,8 +268,6 @@ def _namespace_in(
                 - counters.get("expired_messages", 0)
             )
         return pending, max(0, stored), int(peers)
-    except Exception:
-        return None
     finally:
         client.close()
 

@@ -11,7 +11,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Union
 
 from ._codec import Codec, JsonCodec
@@ -115,6 +115,7 @@ class ClaimResult:
     expired_batches: int
     expired_messages: int
     dead_lettered: int
+    undecodable: list[tuple[Batch, str]] = field(default_factory=list)
 
 
 def _text(value: Any) -> str:
@@ -418,27 +419,37 @@ class Protocol:
     def decode_claim(self, shard: int, reply: Sequence[Any]) -> ClaimResult:
         now_ms = int(reply[0])
         batches = []
+        undecodable: list[tuple[Batch, str]] = []
         for item in reply[7:]:
             conv, bid, _n, first, last, ready, why, attempt, token, until, msgs = item
-            batches.append(
-                Batch(
-                    id=_text(bid),
-                    conversation=_text(conv),
-                    messages=tuple(self.codec.decode(m) for m in msgs),
-                    attempt=int(attempt),
-                    reason=ReadyReason(_text(why)),
-                    first_push_at=_seconds(first),
-                    last_push_at=_seconds(last),
-                    ready_at=_seconds(ready),
-                    claimed_at=now_ms / 1000.0,
-                    lease_expires_at=_seconds(until),
-                    token=int(token),
-                    shard=shard,
-                )
+            try:
+                messages = tuple(self.codec.decode(m) for m in msgs)
+                problem = ""
+            except Exception as exc:  # a codec may raise anything; never crash
+                messages = tuple(msgs)
+                problem = f"cannot decode a message: {type(exc).__name__}: {exc}"[:500]
+            batch = Batch(
+                id=_text(bid),
+                conversation=_text(conv),
+                messages=messages,
+                attempt=int(attempt),
+                reason=ReadyReason(_text(why)),
+                first_push_at=_seconds(first),
+                last_push_at=_seconds(last),
+                ready_at=_seconds(ready),
+                claimed_at=now_ms / 1000.0,
+                lease_expires_at=_seconds(until),
+                token=int(token),
+                shard=shard,
             )
+            if problem:
+                undecodable.append((batch, problem))
+            else:
+                batches.append(batch)
         result = ClaimResult(
             shard=shard,
             batches=batches,
+            undecodable=undecodable,
             server_now_ms=now_ms,
             next_deadline_ms=int(reply[1]) if int(reply[1]) >= 0 else None,
             ready=int(reply[2]),
@@ -676,7 +687,7 @@ class Protocol:
         return DeadLetter(
             id=batch_id,
             conversation=f["conversation"],
-            messages=tuple(self.codec.decode(m) for m in messages),
+            messages=self._decode_or_raw(messages),
             attempts=int(f.get("attempts", 0)),
             error=f.get("error", ""),
             reason=f.get("reason", ""),
@@ -684,6 +695,13 @@ class Protocol:
             last_push_at=_seconds(f.get("last", 0)),
             dead_at=_seconds(f.get("dead_at", 0)),
         )
+
+    def _decode_or_raw(self, messages: Sequence[bytes]) -> tuple[Any, ...]:
+        """Decoded messages, or the raw bytes when they cannot be decoded."""
+        try:
+            return tuple(self.codec.decode(m) for m in messages)
+        except Exception:
+            return tuple(messages)
 
     def shard_of_dead_letter(self, batch_id: str) -> ShardKeys:
         try:

@@ -24,11 +24,17 @@ __all__ = [
 ]
 
 
+# Ten years: a longer duration is a mistake, and Redis scripts keep times as
+# millisecond numbers that must stay exact.
+MAX_SECONDS = 10 * 365 * 86400.0
+
+
 def seconds(
     field: str,
     value: object,
     *,
     minimum: float = 0.0,
+    maximum: float = MAX_SECONDS,
     error: type[ValueError] = ConfigurationError,
 ) -> float:
     """Return ``value`` as float seconds, or raise ``error`` naming ``field``."""
@@ -44,12 +50,22 @@ def seconds(
         raise error(f"{field} must be finite, got {value!r}")
     if result < minimum:
         raise error(f"{field} must be at least {minimum:g} s, got {value!r}")
+    if result > maximum:
+        raise error(f"{field} must be at most {maximum:g} s, got {value!r}")
     return result
 
 
-def argument_seconds(field: str, value: object, *, minimum: float = 0.0) -> float:
+def argument_seconds(
+    field: str,
+    value: object,
+    *,
+    minimum: float = 0.0,
+    maximum: float = MAX_SECONDS,
+) -> float:
     """:func:`seconds` for a call's argument: raises InvalidArgumentError."""
-    return seconds(field, value, minimum=minimum, error=InvalidArgumentError)
+    return seconds(
+        field, value, minimum=minimum, maximum=maximum, error=InvalidArgumentError
+    )
 
 
 def as_seconds(value: Duration) -> float:

@@ -9,6 +9,7 @@ lease renewal: an idle worker sends no commands except a claim per shard every
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
@@ -18,11 +19,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._errors import RedisUnavailableError, StoreError
+from ._errors import ArgumentTypeError, RedisUnavailableError, StoreError
 from ._models import Batch, DrainReport
 from ._observer import handling, notify
 from ._validate import as_seconds
 from ._workloop import (
+    AWAITABLE_RETURNED,
     HEARTBEAT,
     IDLE_CHECK,
     RESYNC,
@@ -232,7 +234,11 @@ class _ThreadWorker:
             began = time.monotonic()
             try:
                 with handling(observer, batch):
-                    self.handler(batch)
+                    result = self.handler(batch)
+                if inspect.isawaitable(result):
+                    if inspect.iscoroutine(result):
+                        result.close()
+                    raise ArgumentTypeError(AWAITABLE_RETURNED)
             except Exception as exc:
                 job.settling = True
                 outcome = self.batcher.nack(batch, error=error_text(exc))

@@ -11,22 +11,27 @@ shared by the thread and the async worker.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import threading
 import time
+from typing import Any
 
 from ._logging import mask
 from ._models import Batch, DrainReport
 from ._protocol import NackOutcome
 
 __all__ = [
+    "ASYNC_HANDLER_REFUSED",
+    "AWAITABLE_RETURNED",
     "HEARTBEAT",
     "IDLE_CHECK",
     "RESYNC",
     "Schedule",
     "count_failure",
     "error_text",
+    "is_async_handler",
     "parse_wake",
 ]
 
@@ -123,6 +128,25 @@ class Schedule:
 
 
 log = logging.getLogger("rapidfire.worker")
+
+
+# Written here, not in the generated sync batcher, whose source rules would
+# rewrite the words it needs.
+ASYNC_HANDLER_REFUSED = (
+    "handler is async, but Batcher.drain runs handlers in threads and cannot"
+    " await them: use AsyncBatcher.drain"
+)
+AWAITABLE_RETURNED = (
+    "the handler returned an awaitable: Batcher.drain runs handlers in threads"
+    " and cannot await it; use AsyncBatcher.drain"
+)
+
+
+def is_async_handler(handler: Any) -> bool:
+    """Whether calling ``handler`` returns a coroutine (function or __call__)."""
+    return inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004
+    )
 
 
 def error_text(exc: BaseException) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import inspect
 import json
 import logging
 import os
@@ -133,7 +132,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         "stop": stop,
         "grace": grace,
     }
-    if inspect.iscoroutinefunction(handler):
+    from ._workloop import is_async_handler
+
+    if is_async_handler(handler):
         import anyio
 
         async def run() -> Any:
@@ -159,10 +160,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ._config import RedisConfig
     from ._demo import run_demo
 
-    config = RedisConfig.from_env(
-        default_url="memory://demo",
-        namespace=os.environ.get("RAPIDFIRE_NAMESPACE", "rapidfire-demo"),
-    )
+    # Always the embedded server, whatever RAPIDFIRE_REDIS_URL says: the demo
+    # must never leave its users' batches where a real worker would take them.
+    config = RedisConfig.from_url("memory://demo", namespace="rapidfire-demo")
     return run_demo(sys.stdout, config)
 
 
@@ -199,7 +199,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from ._batcher import Batcher
 
-    with Batcher(_config(args)) as batcher:
+    with Batcher(_config(args), record_layout=False) as batcher:
         state = batcher.inspect(args.conversation)
     _print(dataclasses.asdict(state), args.json)
     return 0
@@ -208,7 +208,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_flush(args: argparse.Namespace) -> int:
     from ._batcher import Batcher
 
-    with Batcher(_config(args)) as batcher:
+    with Batcher(_config(args), record_layout=False) as batcher:
         count = batcher.flush(args.conversation)
     print(f"flushed a batch of {count} message(s)" if count else "no open batch")
     return 0
@@ -226,7 +226,7 @@ def _confirm(question: str, yes: bool) -> bool:
 def cmd_dead(args: argparse.Namespace) -> int:
     from ._batcher import Batcher
 
-    with Batcher(_config(args)) as batcher:
+    with Batcher(_config(args), record_layout=False) as batcher:
         if args.action == "list":
             letters = batcher.dead_letters(args.limit)
             rows = [
@@ -278,7 +278,7 @@ def cmd_stats(args: argparse.Namespace) -> int:
     from ._batcher import Batcher
 
     config = _config(args)
-    with Batcher(config) as batcher:
+    with Batcher(config, record_layout=False) as batcher:
         stats = batcher.stats()
     if args.json:
         print(json.dumps({"config": config.describe(), **dataclasses.asdict(stats)}))
@@ -347,7 +347,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rapidfire`` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `dead purge --yes ID`: ids after an option land in `extra`; take them.
+    if args.command == "dead" and extra and not any(e.startswith("-") for e in extra):
+        args.ids = [*args.ids, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     _configure_logging(args.verbose)
     try:
         code: int = args.run(args)
