@@ -30,7 +30,10 @@ def two_databases() -> Iterator[tuple[RedisConfig, RedisConfig]]:
     """The test server's database and another one, sharing a namespace."""
     url = real_redis_url()
     ours = RedisConfig.from_url(url, namespace=unique_namespace("doctor"))
-    other_db = 11 if ours.db != 11 else 12
+    # A second database of the test server; nothing else may use it either.
+    other_db = int(os.environ.get("RAPIDFIRE_TEST_OTHER_DB", "11"))
+    if other_db == ours.db:
+        pytest.fail("RAPIDFIRE_TEST_OTHER_DB must differ from the test database")
     other = RedisConfig.from_url(with_db(url, other_db), namespace=ours.namespace)
     yield ours, other
     delete_namespace(ours)

@@ -240,6 +240,28 @@ def test_two_users_in_one_post_get_one_reply_each(
     assert_private(bot.output(), secrets, ["ana says plum", "carol says fig"])
 
 
+def test_one_unusable_message_does_not_sink_the_others(
+    make_bot: MakeBot, graph: FakeGraph
+) -> None:
+    bot = make_bot()
+    payload = wa.webhook(
+        contacts=[wa.contact(phone=ANA), wa.contact(phone=BEN)],
+        messages=[
+            wa.text("ana says pear", phone=ANA),
+            wa.text("x" * 300_000, phone=BEN),  # over max_message_bytes
+        ],
+    )
+
+    assert bot.deliver(payload).status == 200
+    assert graph.wait_for(lambda g: len(g.sends()) >= 1)
+    time.sleep(SETTLE)
+    bot.stop()
+
+    assert [r.text for r in graph.replies_to(f"+{ANA}")] == ["ana says pear"]
+    assert graph.replies_to(f"+{BEN}") == []
+    assert "dropped one unusable message" in bot.output()
+
+
 def test_a_redelivered_webhook_changes_nothing(
     make_bot: MakeBot, graph: FakeGraph
 ) -> None:

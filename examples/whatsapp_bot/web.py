@@ -19,7 +19,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from rapidfire import AsyncBatcher, RapidfireError, StoreError, mask
+from rapidfire import (
+    AsyncBatcher,
+    InvalidArgumentError,
+    RapidfireError,
+    StoreError,
+    mask,
+)
 from rapidfire.transports import (
     HUB_SIGNATURE_HEADER,
     PayloadTooLargeError,
@@ -72,9 +78,13 @@ def create_app(
             log.warning("webhook POST refused (%d): %s", error.status, error.reason)
             return Response(error.reason, status_code=error.status)
 
+        items = [m.to_push() for m in update.messages]
         try:
             with anyio.fail_after(PUSH_TIMEOUT):
-                receipts = await batcher.push_many(m.to_push() for m in update.messages)
+                try:
+                    receipts = await batcher.push_many(items)
+                except InvalidArgumentError:
+                    receipts = await _push_valid_ones(batcher, items)
         except (StoreError, TimeoutError) as error:
             log.error(
                 "push failed (%s); answering 503 so that Meta sends the update again",
@@ -139,6 +149,20 @@ async def _read_body(request: Request, cap: int) -> bytes:
         chunks.append(chunk)
 
     return b"".join(chunks)
+
+
+async def _push_valid_ones(batcher: AsyncBatcher, items: list[Any]) -> list[Any]:
+    """push_many refused the update because of one bad message (too big, an id
+    too long): push the others one by one and drop that one, so that a single
+    unusable message does not make Meta redeliver the whole update for days."""
+    receipts = []
+    for item in items:
+        try:
+            receipts += await batcher.push_many([item])
+        except InvalidArgumentError as error:
+            # Never the error's text: it may quote the message or the number.
+            log.warning("dropped one unusable message (%s)", type(error).__name__)
+    return receipts
 
 
 def _log_update(update: WebhookBatch, duplicates: int) -> None:
