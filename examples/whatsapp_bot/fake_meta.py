@@ -83,7 +83,7 @@ def serve_graph(port: int) -> None:
 
 def send_burst(bot: str, texts: list[str], secret: str) -> None:
     """POST each text as its own signed webhook."""
-    run = int(time.time())
+    run = time.time_ns() // 1000  # unique per burst, so bursts are not redeliveries
     for number, text in enumerate(texts, 1):
         payload = {
             "object": "whatsapp_business_account",

@@ -55,6 +55,7 @@ class _Job:
     given_back: bool = False
     settling: bool = False
     claimed: float = field(default_factory=time.monotonic)
+    renewed: float = field(default_factory=time.monotonic)
 
 
 async def drain(
@@ -246,14 +247,17 @@ class _AsyncWorker:
                         await self._call_handler(batch)
                 except Exception as exc:
                     job.settling = True
-                    outcome = await self.batcher.nack(batch, error=error_text(exc))
+                    text = error_text(exc)
+                    outcome = await self._settle(
+                        job, lambda: self.batcher.nack(batch, error=text)
+                    )
                     count_failure(self.report, batch, exc, outcome)
                     notify(
                         observer, "settled", batch, outcome, time.monotonic() - began
                     )
                     return
                 job.settling = True
-                acked = await self.batcher.ack(batch)
+                acked = await self._settle(job, lambda: self.batcher.ack(batch))
                 if acked:
                     self.report.handled += 1
                 elif not job.given_back:
@@ -276,6 +280,25 @@ class _AsyncWorker:
             self.jobs.pop(batch.id, None)
             self._wake()
 
+    async def _settle(self, job: _Job, step: Any) -> Any:
+        """Run ack or nack; while Redis is unreachable, keep trying until the
+        lease runs out, since giving up sooner makes the batch come back to
+        another worker although this one handled it."""
+        deadline = job.renewed + as_seconds(self.batcher.policy.lease)
+        pause = 0.1
+        while True:
+            try:
+                return await step()
+            except RedisUnavailableError:
+                if time.monotonic() + pause >= deadline:
+                    raise
+                log.warning(
+                    "Redis unreachable while settling batch %s; trying again",
+                    job.batch.id,
+                )
+                await anyio.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
     async def _renew_leases(self) -> None:
         jobs = [
             j for j in self.jobs.values() if not (j.lost or j.given_back or j.settling)
@@ -287,7 +310,10 @@ class _AsyncWorker:
         except StoreError as exc:
             log.warning("could not renew %d lease(s): %s", len(jobs), exc)
             return
+        now = time.monotonic()
         for job, ok in zip(jobs, renewed):
+            if ok:
+                job.renewed = now
             if not ok and not job.settling:
                 job.lost = True
                 log.warning(

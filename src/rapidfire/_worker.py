@@ -53,6 +53,7 @@ class _Job:
     given_back: bool = False
     settling: bool = False
     claimed: float = field(default_factory=time.monotonic)
+    renewed: float = field(default_factory=time.monotonic)
 
 
 def drain(
@@ -241,12 +242,15 @@ class _ThreadWorker:
                     raise ArgumentTypeError(AWAITABLE_RETURNED)
             except Exception as exc:
                 job.settling = True
-                outcome = self.batcher.nack(batch, error=error_text(exc))
+                text = error_text(exc)
+                outcome = self._settle(
+                    job, lambda: self.batcher.nack(batch, error=text)
+                )
                 count_failure(self.report, batch, exc, outcome)
                 notify(observer, "settled", batch, outcome, time.monotonic() - began)
                 return
             job.settling = True
-            acked = self.batcher.ack(batch)
+            acked = self._settle(job, lambda: self.batcher.ack(batch))
             if acked:
                 self.report.handled += 1
             elif not job.given_back:
@@ -270,6 +274,25 @@ class _ThreadWorker:
                 self.jobs.pop(batch.id, None)
             self.signal.set()
 
+    def _settle(self, job: _Job, step: Any) -> Any:
+        """Run ack or nack; while Redis is unreachable, keep trying until the
+        lease runs out, since giving up sooner makes the batch come back to
+        another worker although this one handled it."""
+        deadline = job.renewed + as_seconds(self.batcher.policy.lease)
+        pause = 0.1
+        while True:
+            try:
+                return step()
+            except RedisUnavailableError:
+                if time.monotonic() + pause >= deadline:
+                    raise
+                log.warning(
+                    "Redis unreachable while settling batch %s; trying again",
+                    job.batch.id,
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
     def _renew_leases(self) -> None:
         with self.jobs_lock:
             jobs = [
@@ -284,7 +307,10 @@ class _ThreadWorker:
         except StoreError as exc:
             log.warning("could not renew %d lease(s): %s", len(jobs), exc)
             return
+        now = time.monotonic()
         for job, ok in zip(jobs, renewed):
+            if ok:
+                job.renewed = now
             if not ok and not job.settling:
                 job.lost = True
                 log.warning(

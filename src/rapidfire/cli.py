@@ -109,7 +109,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from ._policy import BatchPolicy
 
     handler = _load_handler(args.handler)
-    config = RedisConfig.from_env()
+    config = _config(args)
     policy = BatchPolicy.from_env()
     grace = _shutdown_grace()
     observer = None
@@ -304,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--until-idle", action="store_true", help="exit once nothing is pending"
     )
+    worker.add_argument("--url", help="Redis URL (default: RAPIDFIRE_REDIS_URL)")
+    worker.add_argument("--namespace", help="default: RAPIDFIRE_NAMESPACE")
     worker.add_argument(
         "--metrics-port", type=int, metavar="PORT", help="serve Prometheus metrics"
     )

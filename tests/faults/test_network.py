@@ -290,3 +290,27 @@ def test_retries_is_how_often_a_failed_push_is_sent_again(
 
     assert isinstance(outcome, RedisUnavailableError)
     assert proxy.accepted - connections == retries
+
+
+def test_an_ack_waits_out_a_short_outage_instead_of_giving_the_batch_away(
+    network: tuple[RedisServer, TcpProxy], make_batcher: Callable[..., Batcher]
+):
+    server, proxy = network
+    batcher = make_batcher(proxy.url(), retries=0)
+    direct = make_batcher(server.url)
+    direct.push("15550000009", "answer me once")
+    handled: list[int] = []
+
+    def handler(batch):
+        handled.append(batch.attempt)
+        if len(handled) == 1:  # Redis vanishes as the handler finishes, for
+            proxy.cut()  # less than the lease (0.6 s) that remains
+            threading.Timer(0.3, proxy.heal).start()
+
+    report = batcher.drain(handler, until_idle=True)
+    stats = direct.stats()
+
+    assert handled == [1]
+    assert report.handled == 1
+    assert report.lost == 0
+    assert (stats.acked, stats.stored_messages, stats.in_flight) == (1, 0, 0)
