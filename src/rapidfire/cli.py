@@ -105,7 +105,6 @@ def _install_stop(stop: threading.Event) -> None:
 def cmd_worker(args: argparse.Namespace) -> int:
     from ._async_batcher import AsyncBatcher
     from ._batcher import Batcher
-    from ._config import RedisConfig
     from ._policy import BatchPolicy
 
     handler = _load_handler(args.handler)
