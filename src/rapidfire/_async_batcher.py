@@ -212,8 +212,9 @@ class AsyncBatcher:
 
     async def aclose(self) -> None:
         """Close the connection pool. The batcher reconnects if used again."""
+        # The layout stays checked: a batcher used again after close()
+        # reconnects, but its namespace's layout has not changed.
         executor, self._executor = self._executor, None
-        self._layout_checked = None
         if executor is not None:
             await executor.client.aclose()
 

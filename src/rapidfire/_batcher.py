@@ -207,8 +207,9 @@ class Batcher:
 
     def close(self) -> None:
         """Close the connection pool. The batcher reconnects if used again."""
+        # The layout stays checked: a batcher used again after close()
+        # reconnects, but its namespace's layout has not changed.
         executor, self._executor = self._executor, None
-        self._layout_checked = None
         if executor is not None:
             executor.client.close()
 
