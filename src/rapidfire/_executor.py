@@ -131,5 +131,9 @@ class SyncExecutor:
             if call.script is None:
                 pipe.execute_command(*call.args)
             else:
-                pipe.evalsha(call.script.sha, len(call.keys), *call.keys, *call.args)
+                # Through execute_command: redis-py's cluster pipeline refuses
+                # its evalsha() method, but routes an EVALSHA command by key.
+                pipe.execute_command(
+                    "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
+                )
         return list(pipe.execute(raise_on_error=False))
