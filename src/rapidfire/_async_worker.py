@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +32,8 @@ from ._workloop import (
     is_async_handler,
     lease_lost,
     parse_wake,
+    wait_timeout,
+    warn_if_overdue,
 )
 
 if TYPE_CHECKING:
@@ -42,8 +43,6 @@ __all__ = ["drain"]
 
 log = logging.getLogger("rapidfire.worker")
 
-STOP_POLL = 0.2
-OVERDUE_ALARM = 5.0
 RELEASE_TIMEOUT = 5.0
 
 
@@ -189,36 +188,21 @@ class _AsyncWorker:
             if self.renew and self.jobs and now >= next_renew:
                 await self._renew_leases()
                 next_renew = now + renew_every
-            with anyio.move_on_after(self._timeout(now, free, next_renew, stop_at)):
+            with anyio.move_on_after(
+                wait_timeout(
+                    self.schedule,
+                    now,
+                    free=free,
+                    renewing=bool(self.renew and self.jobs),
+                    next_renew=next_renew,
+                    stop_at=stop_at,
+                    watching_stop=self.stop is not None,
+                )
+            ):
                 await self.signal.wait()
 
-    def _timeout(
-        self, now: float, free: int, next_renew: float, stop_at: float | None
-    ) -> float:
-        timeout = self.schedule.wait_time(now) if free > 0 else math.inf
-        if self.renew and self.jobs:
-            timeout = min(timeout, next_renew - now)
-        if stop_at is not None:
-            timeout = min(timeout, stop_at - now)
-        elif self.stop is not None:
-            timeout = min(timeout, STOP_POLL)
-        return max(0.0, min(timeout, RESYNC, HEARTBEAT))
-
     async def _check_overdue(self) -> None:
-        """An idle worker that sees overdue batches says so: it cannot claim them."""
-        stats = await self.batcher.stats()
-        # A batch that became ready a moment ago is another worker's to take;
-        # one overdue for seconds while this worker idles is not being taken.
-        if stats.overdue and (stats.oldest_overdue or 0.0) > OVERDUE_ALARM:
-            log.warning(
-                "this worker has been idle for %ds while %d batch(es) of namespace"
-                " %s are overdue (the oldest by %.0fs): do producers use another"
-                " layout or key prefix?",
-                IDLE_CHECK,
-                stats.overdue,
-                self.batcher.config.namespace,
-                stats.oldest_overdue or 0.0,
-            )
+        warn_if_overdue(await self.batcher.stats(), self.batcher.config.namespace)
 
     # -- handling -----------------------------------------------------------
 

@@ -18,12 +18,7 @@ from ._errors import LayoutMismatchError, RapidfireError, translate
 from ._executor import SyncExecutor
 from ._keys import Layout
 from ._policy import BatchPolicy
-from ._protocol import Protocol
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
+from ._protocol import Protocol, decode_counters, stored_messages
 
 __all__ = ["Diagnosis", "Finding", "diagnose"]
 
@@ -258,15 +253,7 @@ def _namespace_in(
         pending = stored = 0
         for shard in other.all_shards():
             pending += client.zcard(shard.ready) + client.zcard(shard.leased)
-            raw: dict[Any, Any] = client.hgetall(shard.stats)
-            counters = {_text(k): int(v) for k, v in raw.items()}
-            stored += (
-                counters.get("pushed", 0)
-                + counters.get("requeued_messages", 0)
-                - counters.get("acked_messages", 0)
-                - counters.get("dead_messages", 0)
-                - counters.get("expired_messages", 0)
-            )
+            stored += stored_messages(decode_counters(client.hgetall(shard.stats)))
         return pending, max(0, stored), int(peers)
     finally:
         client.close()

@@ -39,9 +39,11 @@ __all__ = [
     "NackOutcome",
     "Protocol",
     "PushItem",
+    "decode_counters",
     "raise_first_error",
     "retry_delays",
     "score_pairs",
+    "stored_messages",
 ]
 
 log = logging.getLogger("rapidfire.batcher")
@@ -124,6 +126,23 @@ def _text(value: Any) -> str:
 
 def _seconds(ms: Any) -> float:
     return int(float(ms)) / 1000.0
+
+
+def decode_counters(reply: Any) -> dict[str, int]:
+    """A shard's stats hash (HGETALL reply) as counter name -> value."""
+    return {_text(key): int(value) for key, value in dict(reply).items()}
+
+
+def stored_messages(counters: dict[str, int]) -> int:
+    """Messages a shard still stores, from its counters: pushed and requeued,
+    less those acknowledged, dead-lettered or expired."""
+    return (
+        counters.get("pushed", 0)
+        + counters.get("requeued_messages", 0)
+        - counters.get("acked_messages", 0)
+        - counters.get("dead_messages", 0)
+        - counters.get("expired_messages", 0)
+    )
 
 
 def score_pairs(reply: Sequence[Any]) -> list[tuple[Any, float]]:
@@ -779,14 +798,8 @@ class Protocol:
             in_flight += int(leased)
             dead += int(dead_n)
             overdue += int(due)
-            c = {_text(key): int(value) for key, value in counters.items()}
-            stored += (
-                c.get("pushed", 0)
-                + c.get("requeued_messages", 0)
-                - c.get("acked_messages", 0)
-                - c.get("dead_messages", 0)
-                - c.get("expired_messages", 0)
-            )
+            c = decode_counters(counters)
+            stored += stored_messages(c)
             for name in _COUNTERS:
                 totals[name] += c.get(name, 0)
             for reason in reasons:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -33,6 +32,8 @@ from ._workloop import (
     error_text,
     lease_lost,
     parse_wake,
+    wait_timeout,
+    warn_if_overdue,
 )
 
 if TYPE_CHECKING:
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
 __all__ = ["drain"]
 
 log = logging.getLogger("rapidfire.worker")
-
-STOP_POLL = 0.2
-OVERDUE_ALARM = 5.0
 
 
 @dataclass
@@ -189,35 +187,20 @@ class _ThreadWorker:
             if self.renew and self.jobs and now >= next_renew:
                 self._renew_leases()
                 next_renew = now + renew_every
-            self.signal.wait(self._timeout(now, free, next_renew, stop_at))
-
-    def _timeout(
-        self, now: float, free: int, next_renew: float, stop_at: float | None
-    ) -> float:
-        timeout = self.schedule.wait_time(now) if free > 0 else math.inf
-        if self.renew and self.jobs:
-            timeout = min(timeout, next_renew - now)
-        if stop_at is not None:
-            timeout = min(timeout, stop_at - now)
-        elif self.stop is not None:
-            timeout = min(timeout, STOP_POLL)
-        return max(0.0, min(timeout, RESYNC, HEARTBEAT))
+            self.signal.wait(
+                wait_timeout(
+                    self.schedule,
+                    now,
+                    free=free,
+                    renewing=bool(self.renew and self.jobs),
+                    next_renew=next_renew,
+                    stop_at=stop_at,
+                    watching_stop=self.stop is not None,
+                )
+            )
 
     def _check_overdue(self) -> None:
-        """An idle worker that sees overdue batches says so: it cannot claim them."""
-        stats = self.batcher.stats()
-        # A batch that became ready a moment ago is another worker's to take;
-        # one overdue for seconds while this worker idles is not being taken.
-        if stats.overdue and (stats.oldest_overdue or 0.0) > OVERDUE_ALARM:
-            log.warning(
-                "this worker has been idle for %ds while %d batch(es) of namespace"
-                " %s are overdue (the oldest by %.0fs): do producers use another"
-                " layout or key prefix?",
-                IDLE_CHECK,
-                stats.overdue,
-                self.batcher.config.namespace,
-                stats.oldest_overdue or 0.0,
-            )
+        warn_if_overdue(self.batcher.stats(), self.batcher.config.namespace)
 
     # -- handling -----------------------------------------------------------
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from ._logging import mask
-from ._models import Batch, DrainReport
+from ._models import Batch, DrainReport, Stats
 from ._protocol import NackOutcome
 
 __all__ = [
@@ -27,12 +27,16 @@ __all__ = [
     "AWAITABLE_RETURNED",
     "HEARTBEAT",
     "IDLE_CHECK",
+    "OVERDUE_ALARM",
     "RESYNC",
+    "STOP_POLL",
     "Schedule",
     "count_failure",
     "error_text",
     "is_async_handler",
     "parse_wake",
+    "wait_timeout",
+    "warn_if_overdue",
 ]
 
 # An idle worker claims every shard at least this often, in case it missed a
@@ -40,6 +44,10 @@ __all__ = [
 RESYNC = 30.0
 # A worker records itself in the namespace this often (see Batcher.heartbeat).
 HEARTBEAT = 15.0
+# How often a worker given a stop event looks at it.
+STOP_POLL = 0.2
+# An idle worker warns about batches overdue by more than this.
+OVERDUE_ALARM = 5.0
 # An idle worker looks at the namespace's overdue count this often.
 IDLE_CHECK = 60.0
 
@@ -189,3 +197,42 @@ def lease_lost(report: DrainReport, batch: Batch, when: str) -> None:
         mask(batch.conversation),
         when,
     )
+
+
+def wait_timeout(
+    schedule: Schedule,
+    now: float,
+    *,
+    free: int,
+    renewing: bool,
+    next_renew: float,
+    stop_at: float | None,
+    watching_stop: bool,
+) -> float:
+    """How long a worker's loop may sleep: until a shard is due (when it has
+    room for a batch), the next lease renewal, the end of the grace period or
+    the next look at the stop event, and at most until the next resync or
+    heartbeat."""
+    timeout = schedule.wait_time(now) if free > 0 else math.inf
+    if renewing:
+        timeout = min(timeout, next_renew - now)
+    if stop_at is not None:
+        timeout = min(timeout, stop_at - now)
+    elif watching_stop:
+        timeout = min(timeout, STOP_POLL)
+    return max(0.0, min(timeout, RESYNC, HEARTBEAT))
+
+
+def warn_if_overdue(stats: Stats, namespace: str) -> None:
+    """An idle worker that sees batches stay overdue says so: it cannot claim
+    them. One that became ready a moment ago is another worker's to take."""
+    if stats.overdue and (stats.oldest_overdue or 0.0) > OVERDUE_ALARM:
+        log.warning(
+            "this worker has been idle for %ds while %d batch(es) of namespace"
+            " %s are overdue (the oldest by %.0fs): do producers use another"
+            " layout or key prefix?",
+            IDLE_CHECK,
+            stats.overdue,
+            namespace,
+            stats.oldest_overdue or 0.0,
+        )
