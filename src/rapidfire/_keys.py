@@ -7,6 +7,7 @@ is the hash tag of one shard, so each shard lives in one Redis Cluster slot::
     <ns>:{<tag>}:leased     ZSET  conversation -> lease expiry (ms)
     <ns>:{<tag>}:stats      HASH  counters, batch and fencing sequences
     <ns>:{<tag>}:dead       ZSET  dead letter id -> time it died (ms)
+    <ns>:{<tag>}:missing    ZSET  conversation -> when claim found its keys gone
     <ns>:{<tag>}:dl:<id>    HASH  a dead letter's fields
     <ns>:{<tag>}:dm:<id>    LIST  a dead letter's messages
     <ns>:{<tag>}:m:<conv>   LIST  a conversation's stored messages, in order
@@ -51,6 +52,7 @@ class ShardKeys:
     leased: str
     stats: str
     dead: str
+    missing: str
 
     @functools.cached_property
     def push_keys(self) -> tuple[bytes, bytes, bytes]:
@@ -159,6 +161,7 @@ def _shard_keys(namespace: str, shards: int, index: int) -> ShardKeys:
         leased=f"{prefix}leased",
         stats=f"{prefix}stats",
         dead=f"{prefix}dead",
+        missing=f"{prefix}missing",
     )
 
 

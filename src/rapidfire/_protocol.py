@@ -423,7 +423,7 @@ class Protocol:
         s = self.layout.shard(shard)
         p = self.policy
         return Call(
-            keys=(s.ready, s.leased, s.stats, s.dead),
+            keys=(s.ready, s.leased, s.stats, s.dead, s.missing),
             args=(
                 self.now(),
                 limit,

@@ -9,8 +9,17 @@
 -- builds their keys itself (m:, b:, c:, dl:, dm: under ARGV[5]). They carry
 -- the shard's hash tag, so every key it touches is in the slot of its KEYS.
 --
+-- Those keys are not declared, so Redis Cluster cannot refuse the call when a
+-- slot migration has moved some of them and not others: on the importing node
+-- a conversation's keys may not have arrived yet, and read as missing. So a
+-- conversation whose keys are missing is not written off at once: it is noted
+-- in KEYS[5] and looked at again every MISSING_RECHECK ms; only when its keys
+-- are still missing MISSING_GRACE ms after it was first noted have they
+-- expired (counted in the stats, then cleaned up).
+--
 -- KEYS[1]  the shard's ready index      KEYS[2]  the shard's lease index
 -- KEYS[3]  the shard's stats hash       KEYS[4]  the shard's dead-letter index
+-- KEYS[5]  the shard's missing index (conversation -> first seen missing, ms)
 -- ARGV[1]  now in ms, or '' for the server clock
 -- ARGV[2]  limit          ARGV[3]  lease (ms)       ARGV[4]  max attempts
 -- ARGV[5]  shard key prefix
@@ -51,7 +60,32 @@ local function gone(keys)
   return redis.call('EXISTS', keys.m) == 0
 end
 
+local MISSING_GRACE, MISSING_RECHECK = 60000, 5000
+local missing_index = KEYS[5]
+local any_missing = redis.call('ZCARD', missing_index) > 0
+
+-- The conversation's keys are missing: expired, or still on their way to this
+-- node in a slot migration. Look again later unless the grace has run out.
+local function missing(conv, keys, index)
+  local since = tonumber(redis.call('ZSCORE', missing_index, conv))
+  if not since then
+    redis.call('ZADD', missing_index, now, conv)
+    redis.call('PEXPIRE', missing_index, ctx.ttl * 4)
+    any_missing = true
+    since = now
+  end
+  if now - since < MISSING_GRACE then
+    redis.call('ZADD', index, now + MISSING_RECHECK, conv)
+    return
+  end
+  redis.call('ZREM', missing_index, conv)
+  expire(conv, keys, index)
+end
+
 local function deliver(conv, keys, head, why, ready)
+  if any_missing then
+    redis.call('ZREM', missing_index, conv)
+  end
   head.open, head.why, head.ready = false, why, ready
   head.attempt = head.attempt + 1
   redis.call('LSET', keys.b, 0, encode(head))
@@ -76,7 +110,7 @@ for i = 1, #expired, 2 do
   local keys = conversation_keys(ctx.prefix, conv)
   local raw = redis.call('LINDEX', keys.b, 0)
   if not raw or gone(keys) then
-    expire(conv, keys, ctx.leased)
+    missing(conv, keys, ctx.leased)
   else
     local head = parse(raw)
     redis.call('HDEL', keys.c, 'token')
@@ -99,7 +133,7 @@ if room > 0 then
     local keys = conversation_keys(ctx.prefix, conv)
     local raw = redis.call('LINDEX', keys.b, 0)
     if not raw or gone(keys) then
-      expire(conv, keys, ctx.ready)
+      missing(conv, keys, ctx.ready)
     elseif redis.call('ZSCORE', ctx.leased, conv) then
       redis.call('ZREM', ctx.ready, conv)
     else
