@@ -25,9 +25,13 @@ BACKENDS = ["memory", "redis"]
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     real = TEST_URL if TEST_URL else "not configured (set RAPIDFIRE_TEST_REDIS_URL)"
+    cluster = os.environ.get("RAPIDFIRE_TEST_CLUSTER_URL", "") or (
+        "not configured (set RAPIDFIRE_TEST_CLUSTER_URL)"
+    )
     return [
         "rapidfire backends: memory:// (embedded fakeredis + lupa)",
         f"rapidfire backends: real Redis: {_redact(real)}",
+        f"rapidfire backends: Redis Cluster: {_redact(cluster)}",
     ]
 
 

@@ -32,6 +32,8 @@ RULES = [
     (r"\b__aenter__\b", "__enter__"),
     (r"\b__aexit__\b", "__exit__"),
     (r"\baclose\b", "close"),
+    (r"\badetect\(\)", "detect()"),
+    (r"\basync_node_client\(", "node_client("),
     (r"\basync_client\(\)", "client()"),
     (r"\banyio\.sleep\(", "time.sleep("),
     (r"\banyio\.Lock\(\)", "threading.Lock()"),

@@ -147,7 +147,7 @@ class AsyncBatcher:
             return executor
         async with self._lock:
             if self._executor is None:
-                config = self.config
+                config = await self._resolved_config()
                 self._executor = AsyncExecutor(
                     config.async_client(), config.where, config.retries
                 )
@@ -166,6 +166,41 @@ class AsyncBatcher:
                 if first:
                     await self._warn_about_server(executor)
         return executor
+
+    async def _resolve(self) -> None:
+        """Learn from the server, once, whether it is a cluster (and so the
+        default shard count) when the config left that open. Sends nothing
+        else, so a call refused for a bad argument still leaves no trace."""
+        if not self._protocol.config.resolved:
+            async with self._lock:
+                await self._resolved_config()
+
+    async def _resolved_config(self) -> RedisConfig:
+        config = self.config
+        if not config.resolved:
+            config = await config.adetect()
+            self._protocol = self._protocol.with_config(config)
+        return config
+
+    async def wake_client(self, attempt: int = 0) -> Any:
+        """A new client for the wake channel (workers use it; close it after).
+
+        On a cluster, PUBLISH reaches the subscribers of every node, so one
+        node will do: a primary the cluster client knows of, a different one
+        for each ``attempt``, so that a failed node is not tried forever.
+        """
+        await self._resolve()
+        config = self.config
+        if not config.cluster:
+            return config.async_client()
+        nodes = list(config.nodes)
+        if self._executor is not None:
+            try:
+                known = self._executor.client.get_primaries()
+                nodes = [(n.host, n.port) for n in known] or nodes
+            except Exception as exc:  # the slot map may be refreshing
+                log.debug("no cluster nodes known yet: %s", exc)
+        return config.async_node_client(nodes[attempt % len(nodes)])
 
     async def _warn_about_server(self, executor: AsyncExecutor) -> None:
         config = self.config
@@ -251,6 +286,7 @@ class AsyncBatcher:
                 with a ``dedupe_id`` is retried safely; one without is not
                 retried, since a push whose reply was lost may have been stored.
         """
+        await self._resolve()
         call = self._protocol.push_call(conversation, message, dedupe_id)
         executor = await self._ready()
         beat = self._producer_beat()
@@ -272,6 +308,7 @@ class AsyncBatcher:
         conversation's step does not wait for another's, and a failure part-way
         can leave some conversations pushed and others not.
         """
+        await self._resolve()
         calls, positions = self._protocol.push_calls(items)
         if not calls:
             return []
@@ -357,6 +394,7 @@ class AsyncBatcher:
         flushed batch waiting behind one in flight is claimable once that one
         is acknowledged.
         """
+        await self._resolve()
         call = self._protocol.flush_call(conversation)
         executor = await self._ready()
         return int(await executor.run(call))
@@ -372,6 +410,7 @@ class AsyncBatcher:
         list when nothing is ready.
         """
         limit = self._protocol.check_limit(limit)
+        await self._resolve()
         batches: list[Batch] = []
         shards = self._protocol.shard_count
         start, self._next_shard = self._next_shard, (self._next_shard + 1) % shards
@@ -384,6 +423,7 @@ class AsyncBatcher:
 
     async def claim_shard(self, shard: int, limit: int) -> ClaimResult:
         """Claim from one shard; the result also tells its next deadline."""
+        await self._resolve()
         call = self._protocol.claim_call(shard, limit)
         executor = await self._ready()
         result = self._protocol.decode_claim(shard, await executor.run(call))
@@ -424,6 +464,7 @@ class AsyncBatcher:
         claimer holds it now. With ``strict=True`` that raises
         :class:`LeaseLostError` instead.
         """
+        await self._resolve()
         call = self._protocol.ack_call(batch)
         executor = await self._ready()
         done = bool(await executor.run(call))
@@ -444,6 +485,7 @@ class AsyncBatcher:
         letters instead, with ``error``. Returns ``"retry"``, ``"dead"``, or
         ``"lost"`` when the caller no longer holds the batch.
         """
+        await self._resolve()
         if delay is None:
             delay = self.policy.backoff(self._protocol.check_batch(batch).attempt)
         delay = check_seconds("delay", delay, maximum=self._longest())
@@ -459,6 +501,7 @@ class AsyncBatcher:
         For a worker shutting down. Returns False when the caller no longer
         holds the batch.
         """
+        await self._resolve()
         delay = check_seconds("delay", delay, maximum=self._longest())
         call = self._protocol.nack_call(batch, delay, "", counted=False)
         executor = await self._ready()
@@ -473,6 +516,7 @@ class AsyncBatcher:
         holds the batch (the lease had already run out); with ``strict=True``
         that raises :class:`LeaseLostError` instead.
         """
+        await self._resolve()
         lease = self.policy.lease if seconds is None else seconds
         lease = check_seconds("seconds", lease, minimum=0.001, maximum=self._longest())
         call = self._protocol.extend_call(batch, lease)
@@ -488,6 +532,7 @@ class AsyncBatcher:
         self, batches: Iterable[Batch], seconds: float | None = None
     ) -> list[bool]:
         """:meth:`extend` several batches in one round trip."""
+        await self._resolve()
         lease = self.policy.lease if seconds is None else seconds
         lease = check_seconds("seconds", lease, minimum=0.001, maximum=self._longest())
         calls = [self._protocol.extend_call(b, lease) for b in batches]
@@ -502,6 +547,7 @@ class AsyncBatcher:
         make the side effect idempotent on ``batch.id`` where the platform
         allows.
         """
+        await self._resolve()
         call = self._protocol.owns_call(batch)
         executor = await self._ready()
         return bool(await executor.run(call))
@@ -576,6 +622,7 @@ class AsyncBatcher:
 
     async def inspect(self, conversation: str) -> ConversationState:
         """Everything stored for one conversation (batches, lease, last error)."""
+        await self._resolve()
         calls = self._protocol.inspect_calls(conversation)
         executor = await self._ready()
         return self._protocol.decode_inspect(
@@ -584,6 +631,7 @@ class AsyncBatcher:
 
     async def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead letters, up to ``limit``, oldest first."""
+        await self._resolve()
         limit = self._protocol.check_limit(limit)
         executor = await self._ready()
         now_ms = await self._server_ms(executor)
@@ -607,6 +655,7 @@ class AsyncBatcher:
 
     async def dead_letter(self, batch_id: str) -> DeadLetter | None:
         """One dead letter by its batch id, or None."""
+        await self._resolve()
         shard = self._protocol.shard_of_dead_letter(batch_id)
         executor = await self._ready()
         fields, messages = await executor.run_many(
@@ -628,6 +677,7 @@ class AsyncBatcher:
 
     async def purge(self, dead: DeadLetter | str) -> bool:
         """Delete a dead letter for good. Returns False when it did not exist."""
+        await self._resolve()
         batch_id = dead.id if isinstance(dead, DeadLetter) else dead
         if not isinstance(batch_id, str):
             raise ArgumentTypeError(

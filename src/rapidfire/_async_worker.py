@@ -323,9 +323,10 @@ class _AsyncWorker:
 
     async def _listen(self) -> None:
         channel = self.batcher.protocol.layout.wake_channel
-        pause = 0.5
+        pause, attempt = 0.5, 0
         while True:
-            client = self.batcher.config.async_client()
+            client = await self.batcher.wake_client(attempt)
+            attempt += 1
             try:
                 pubsub = client.pubsub(ignore_subscribe_messages=True)
                 await pubsub.subscribe(channel)

@@ -142,7 +142,7 @@ class Batcher:
             return executor
         with self._lock:
             if self._executor is None:
-                config = self.config
+                config = self._resolved_config()
                 self._executor = SyncExecutor(
                     config.client(), config.where, config.retries
                 )
@@ -161,6 +161,41 @@ class Batcher:
                 if first:
                     self._warn_about_server(executor)
         return executor
+
+    def _resolve(self) -> None:
+        """Learn from the server, once, whether it is a cluster (and so the
+        default shard count) when the config left that open. Sends nothing
+        else, so a call refused for a bad argument still leaves no trace."""
+        if not self._protocol.config.resolved:
+            with self._lock:
+                self._resolved_config()
+
+    def _resolved_config(self) -> RedisConfig:
+        config = self.config
+        if not config.resolved:
+            config = config.detect()
+            self._protocol = self._protocol.with_config(config)
+        return config
+
+    def wake_client(self, attempt: int = 0) -> Any:
+        """A new client for the wake channel (workers use it; close it after).
+
+        On a cluster, PUBLISH reaches the subscribers of every node, so one
+        node will do: a primary the cluster client knows of, a different one
+        for each ``attempt``, so that a failed node is not tried forever.
+        """
+        self._resolve()
+        config = self.config
+        if not config.cluster:
+            return config.client()
+        nodes = list(config.nodes)
+        if self._executor is not None:
+            try:
+                known = self._executor.client.get_primaries()
+                nodes = [(n.host, n.port) for n in known] or nodes
+            except Exception as exc:  # the slot map may be refreshing
+                log.debug("no cluster nodes known yet: %s", exc)
+        return config.node_client(nodes[attempt % len(nodes)])
 
     def _warn_about_server(self, executor: SyncExecutor) -> None:
         config = self.config
@@ -246,6 +281,7 @@ class Batcher:
                 with a ``dedupe_id`` is retried safely; one without is not
                 retried, since a push whose reply was lost may have been stored.
         """
+        self._resolve()
         call = self._protocol.push_call(conversation, message, dedupe_id)
         executor = self._ready()
         beat = self._producer_beat()
@@ -267,6 +303,7 @@ class Batcher:
         conversation's step does not wait for another's, and a failure part-way
         can leave some conversations pushed and others not.
         """
+        self._resolve()
         calls, positions = self._protocol.push_calls(items)
         if not calls:
             return []
@@ -352,6 +389,7 @@ class Batcher:
         flushed batch waiting behind one in flight is claimable once that one
         is acknowledged.
         """
+        self._resolve()
         call = self._protocol.flush_call(conversation)
         executor = self._ready()
         return int(executor.run(call))
@@ -367,6 +405,7 @@ class Batcher:
         list when nothing is ready.
         """
         limit = self._protocol.check_limit(limit)
+        self._resolve()
         batches: list[Batch] = []
         shards = self._protocol.shard_count
         start, self._next_shard = self._next_shard, (self._next_shard + 1) % shards
@@ -379,6 +418,7 @@ class Batcher:
 
     def claim_shard(self, shard: int, limit: int) -> ClaimResult:
         """Claim from one shard; the result also tells its next deadline."""
+        self._resolve()
         call = self._protocol.claim_call(shard, limit)
         executor = self._ready()
         result = self._protocol.decode_claim(shard, executor.run(call))
@@ -419,6 +459,7 @@ class Batcher:
         claimer holds it now. With ``strict=True`` that raises
         :class:`LeaseLostError` instead.
         """
+        self._resolve()
         call = self._protocol.ack_call(batch)
         executor = self._ready()
         done = bool(executor.run(call))
@@ -439,6 +480,7 @@ class Batcher:
         letters instead, with ``error``. Returns ``"retry"``, ``"dead"``, or
         ``"lost"`` when the caller no longer holds the batch.
         """
+        self._resolve()
         if delay is None:
             delay = self.policy.backoff(self._protocol.check_batch(batch).attempt)
         delay = check_seconds("delay", delay, maximum=self._longest())
@@ -454,6 +496,7 @@ class Batcher:
         For a worker shutting down. Returns False when the caller no longer
         holds the batch.
         """
+        self._resolve()
         delay = check_seconds("delay", delay, maximum=self._longest())
         call = self._protocol.nack_call(batch, delay, "", counted=False)
         executor = self._ready()
@@ -468,6 +511,7 @@ class Batcher:
         holds the batch (the lease had already run out); with ``strict=True``
         that raises :class:`LeaseLostError` instead.
         """
+        self._resolve()
         lease = self.policy.lease if seconds is None else seconds
         lease = check_seconds("seconds", lease, minimum=0.001, maximum=self._longest())
         call = self._protocol.extend_call(batch, lease)
@@ -483,6 +527,7 @@ class Batcher:
         self, batches: Iterable[Batch], seconds: float | None = None
     ) -> list[bool]:
         """:meth:`extend` several batches in one round trip."""
+        self._resolve()
         lease = self.policy.lease if seconds is None else seconds
         lease = check_seconds("seconds", lease, minimum=0.001, maximum=self._longest())
         calls = [self._protocol.extend_call(b, lease) for b in batches]
@@ -497,6 +542,7 @@ class Batcher:
         make the side effect idempotent on ``batch.id`` where the platform
         allows.
         """
+        self._resolve()
         call = self._protocol.owns_call(batch)
         executor = self._ready()
         return bool(executor.run(call))
@@ -570,12 +616,14 @@ class Batcher:
 
     def inspect(self, conversation: str) -> ConversationState:
         """Everything stored for one conversation (batches, lease, last error)."""
+        self._resolve()
         calls = self._protocol.inspect_calls(conversation)
         executor = self._ready()
         return self._protocol.decode_inspect(conversation, executor.run_many(calls))
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         """The oldest dead letters, up to ``limit``, oldest first."""
+        self._resolve()
         limit = self._protocol.check_limit(limit)
         executor = self._ready()
         now_ms = self._server_ms(executor)
@@ -597,6 +645,7 @@ class Batcher:
 
     def dead_letter(self, batch_id: str) -> DeadLetter | None:
         """One dead letter by its batch id, or None."""
+        self._resolve()
         shard = self._protocol.shard_of_dead_letter(batch_id)
         executor = self._ready()
         fields, messages = executor.run_many(
@@ -618,6 +667,7 @@ class Batcher:
 
     def purge(self, dead: DeadLetter | str) -> bool:
         """Delete a dead letter for good. Returns False when it did not exist."""
+        self._resolve()
         batch_id = dead.id if isinstance(dead, DeadLetter) else dead
         if not isinstance(batch_id, str):
             raise ArgumentTypeError(

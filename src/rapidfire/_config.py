@@ -12,19 +12,20 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, translate
 from ._validate import Duration, check_int, seconds
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
-__all__ = ["ENV_URL", "RedisConfig"]
+__all__ = ["CLUSTER_SHARDS", "ENV_URL", "RedisConfig"]
 
 ENV_URL = "RAPIDFIRE_REDIS_URL"
 ENV_NAMESPACE = "RAPIDFIRE_NAMESPACE"
@@ -34,6 +35,9 @@ _SCHEMES = ("redis", "rediss", "unix", "memory")
 _NAMESPACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 _CERT_REQS = ("required", "optional", "none")
 _MAX_SHARDS = 1024
+CLUSTER_SHARDS = 64
+"""Shards of a namespace on a Redis Cluster unless set: the slots of 64
+shards spread over 3 to 30 primaries within a few percent of even."""
 
 
 @dataclass(frozen=True)
@@ -60,9 +64,15 @@ class RedisConfig:
             error, with exponential backoff.
         health_check_interval: Seconds after which an idle pooled connection is
             checked with PING before use.
-        max_connections: Pool size limit; ``None`` for no limit.
-        shards: How many shards the namespace's ready index is split into.
-            Part of the namespace's layout, recorded in Redis on first use.
+        max_connections: Pool size limit (per node on a cluster); ``None``
+            for no limit.
+        shards: How many shards the namespace's ready index is split into;
+            each shard is one hash slot. Part of the namespace's layout,
+            recorded in Redis on first use. Unset: 1 on a single server,
+            64 (:data:`CLUSTER_SHARDS`) on a cluster.
+        cluster: ``True`` for Redis Cluster, ``False`` for a single server,
+            ``None`` (the default) to ask the server on first use. A URL
+            naming several nodes (``redis://h1:p1,h2:p2``) means a cluster.
         ssl_ca_certs, ssl_certfile, ssl_keyfile: TLS files (``rediss://``).
         ssl_cert_reqs: ``"required"`` (default), ``"optional"`` or ``"none"``.
         ssl_check_hostname: Verify the server's host name (default true).
@@ -78,7 +88,8 @@ class RedisConfig:
     retries: int = 3
     health_check_interval: Duration = 15.0
     max_connections: int | None = None
-    shards: int = 1
+    shards: int | None = None
+    cluster: bool | None = None
     ssl_ca_certs: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
@@ -89,6 +100,7 @@ class RedisConfig:
     host: str = field(init=False, repr=False)
     port: int = field(init=False, repr=False)
     path: str = field(init=False, repr=False)
+    nodes: tuple[tuple[str, int], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or not self.url:
@@ -118,19 +130,10 @@ class RedisConfig:
             )
         host, port, path = "", 0, ""
         url_db: str | None = None
+        nodes: tuple[tuple[str, int], ...] = ()
         if scheme in ("redis", "rediss"):
-            if not parts.hostname:
-                raise ConfigurationError(
-                    f"url {_redact_url(self.url)!r} names no host: rapidfire does"
-                    " not assume localhost (write redis://127.0.0.1:6379/0)"
-                )
-            host = parts.hostname
-            try:
-                port = parts.port or 6379
-            except ValueError:
-                raise ConfigurationError(
-                    f"url has an invalid port in {_redact_url(self.url)!r}"
-                ) from None
+            nodes = _parse_nodes(parts.netloc.rpartition("@")[2], self.url)
+            host, port = nodes[0]
             db_part = parts.path.lstrip("/")
             url_db = db_part or None
         elif scheme == "unix":
@@ -151,6 +154,7 @@ class RedisConfig:
         object.__setattr__(self, "host", host)
         object.__setattr__(self, "port", port)
         object.__setattr__(self, "path", path)
+        object.__setattr__(self, "nodes", nodes)
 
         if self.db is None:
             object.__setattr__(self, "db", _parse_db(url_db if url_db else "0"))
@@ -174,7 +178,9 @@ class RedisConfig:
                 raise ConfigurationError(f"{name} must be > 0 s, got {value!r}")
             object.__setattr__(self, name, value)
         check_int("retries", self.retries, 0, 100)
-        check_int("shards", self.shards, 1, _MAX_SHARDS)
+        if self.shards is not None:
+            check_int("shards", self.shards, 1, _MAX_SHARDS)
+        self._check_cluster()
         if self.max_connections is not None:
             check_int("max_connections", self.max_connections, 1, 1_000_000)
         if self.ssl_cert_reqs not in _CERT_REQS:
@@ -182,6 +188,85 @@ class RedisConfig:
                 f"ssl_cert_reqs must be one of {', '.join(_CERT_REQS)},"
                 f" got {self.ssl_cert_reqs!r}"
             )
+
+    def _check_cluster(self) -> None:
+        cluster = self.cluster
+        if cluster is not None and not isinstance(cluster, bool):
+            raise ConfigurationError(
+                f"cluster must be True, False or None, got {cluster!r}"
+            )
+        if len(self.nodes) > 1:
+            if cluster is False:
+                raise ConfigurationError(
+                    f"url {_redact_url(self.url)!r} names {len(self.nodes)} nodes,"
+                    " which only a Redis Cluster has, but cluster=False"
+                )
+            object.__setattr__(self, "cluster", cluster := True)
+        if cluster and self.scheme not in ("redis", "rediss"):
+            raise ConfigurationError(
+                f"cluster=True needs a redis:// or rediss:// url, got"
+                f" {self.scheme}://: Redis Cluster runs on TCP only"
+            )
+        if cluster and self.db != 0:
+            raise ConfigurationError(
+                f"db must be 0 on a Redis Cluster, got {self.db!r}: a cluster has"
+                " database 0 only (use another namespace to keep work apart)"
+            )
+        if self.shards is None and cluster is not None:
+            object.__setattr__(self, "shards", CLUSTER_SHARDS if cluster else 1)
+
+    @property
+    def resolved(self) -> bool:
+        """True once cluster mode and the shard count are known."""
+        return self.cluster is not None and self.shards is not None
+
+    def detect(self) -> RedisConfig:
+        """This config with cluster mode (and so the default shard count)
+        learned from the server when it was left to detection; otherwise
+        the config itself. Connects once to the first node."""
+        if self.resolved:
+            return self
+        if self.cluster is not None or self.is_memory or self.scheme == "unix":
+            return replace(self, cluster=bool(self.cluster))
+        import redis as redis_sync
+
+        options = self._client_options()
+        options["db"] = 0  # SELECT fails on a cluster, which is what we ask
+        client = redis_sync.Redis(**options)
+        try:
+            with _translated(self):
+                info = client.info("cluster")
+        finally:
+            client.close()
+        return self._detected(info)
+
+    async def adetect(self) -> RedisConfig:
+        """:meth:`detect` for asyncio code."""
+        if self.resolved:
+            return self
+        if self.cluster is not None or self.is_memory or self.scheme == "unix":
+            return replace(self, cluster=bool(self.cluster))
+        import redis.asyncio as redis_async
+
+        options = self._client_options()
+        options["db"] = 0
+        client = redis_async.Redis(**options)
+        try:
+            with _translated(self):
+                info = await client.info("cluster")
+        finally:
+            await client.aclose()
+        return self._detected(info)
+
+    def _detected(self, info: Mapping[str, Any]) -> RedisConfig:
+        cluster = str(info.get("cluster_enabled", 0)) == "1"
+        if cluster and self.db != 0:
+            raise ConfigurationError(
+                f"{self.where} is a Redis Cluster, which has database 0 only, but"
+                f" db={self.db} is configured: set db 0 (use another namespace to"
+                " keep work apart)"
+            )
+        return replace(self, cluster=cluster)
 
     # -- building ------------------------------------------------------------
 
@@ -205,7 +290,8 @@ class RedisConfig:
         ``RAPIDFIRE_REDIS_USERNAME``, ``RAPIDFIRE_REDIS_PASSWORD``,
         ``RAPIDFIRE_REDIS_CONNECT_TIMEOUT``, ``RAPIDFIRE_REDIS_TIMEOUT``,
         ``RAPIDFIRE_REDIS_RETRIES``, ``RAPIDFIRE_REDIS_MAX_CONNECTIONS``,
-        ``RAPIDFIRE_SHARDS``, ``RAPIDFIRE_REDIS_SSL_CA_CERTS``,
+        ``RAPIDFIRE_SHARDS``, ``RAPIDFIRE_REDIS_CLUSTER`` (``1``, ``0`` or
+        ``auto``), ``RAPIDFIRE_REDIS_SSL_CA_CERTS``,
         ``RAPIDFIRE_REDIS_SSL_CERTFILE``, ``RAPIDFIRE_REDIS_SSL_KEYFILE``,
         ``RAPIDFIRE_REDIS_SSL_CERT_REQS``, ``RAPIDFIRE_REDIS_SSL_CHECK_HOSTNAME``
         (``0``/``1``). Keyword ``options`` win over the environment.
@@ -269,6 +355,16 @@ class RedisConfig:
         for var, name in strings.items():
             if env.get(var):
                 found[name] = env[var]
+        mode = env.get("RAPIDFIRE_REDIS_CLUSTER", "").strip().lower()
+        if mode:
+            modes: dict[str, bool | None] = {"1": True, "true": True, "yes": True}
+            modes.update({"0": False, "false": False, "no": False, "auto": None})
+            if mode not in modes:
+                raise ConfigurationError(
+                    "RAPIDFIRE_REDIS_CLUSTER must be 1, 0 or auto, got"
+                    f" {env['RAPIDFIRE_REDIS_CLUSTER']!r}"
+                )
+            found["cluster"] = modes[mode]
         check = env.get("RAPIDFIRE_REDIS_SSL_CHECK_HOSTNAME")
         if check:
             if check.lower() not in ("0", "1", "true", "false", "yes", "no"):
@@ -297,7 +393,7 @@ class RedisConfig:
             return self.path
         if self.scheme == "memory":
             return f"memory://{self.host}"
-        return f"{self.host}:{self.port}"
+        return ",".join(_hostport(h, p) for h, p in self.nodes)
 
     def describe(self) -> str:
         """One line naming server, database and namespace; no password.
@@ -314,7 +410,9 @@ class RedisConfig:
             user = (
                 f"{self.username or ''}{secret}@" if (self.username or secret) else ""
             )
-            server = f"{self.scheme}://{user}{self.host}:{self.port}"
+            server = f"{self.scheme}://{user}{self.where}"
+            if self.cluster:
+                server += " (cluster)"
         return f"{server} db={self.db} namespace={self.namespace}"
 
     def __repr__(self) -> str:
@@ -326,6 +424,16 @@ class RedisConfig:
         """A new synchronous redis-py client for this config (bytes replies)."""
         if self.is_memory:
             return _memory_client(self, asynchronous=False)  # type: ignore[no-any-return]
+        if self.cluster:
+            from redis.cluster import ClusterNode, RedisCluster
+
+            return RedisCluster(  # type: ignore[return-value]
+                startup_nodes=[
+                    ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                    for h, p in self.nodes
+                ],
+                **self._cluster_options(),
+            )
         import redis as redis_sync
 
         return redis_sync.Redis(**self._client_options())
@@ -334,9 +442,50 @@ class RedisConfig:
         """A new asyncio redis-py client for this config (bytes replies)."""
         if self.is_memory:
             return _memory_client(self, asynchronous=True)  # type: ignore[no-any-return]
+        if self.cluster:
+            from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+            return RedisCluster(  # type: ignore[return-value]
+                startup_nodes=[ClusterNode(h, p) for h, p in self.nodes],
+                **self._cluster_options(),
+            )
         import redis.asyncio as redis_async
 
         return redis_async.Redis(**self._client_options())
+
+    def node_client(self, node: tuple[str, int] | None = None) -> redis.Redis:
+        """A plain client for one node of a cluster (the first seed unless
+        ``node`` is given), as pub/sub needs; :meth:`client` elsewhere."""
+        if not self.cluster:
+            return self.client()
+        import redis as redis_sync
+
+        return redis_sync.Redis(**self._node_options(node))
+
+    def async_node_client(
+        self, node: tuple[str, int] | None = None
+    ) -> redis.asyncio.Redis:
+        """:meth:`node_client` for asyncio code."""
+        if not self.cluster:
+            return self.async_client()
+        import redis.asyncio as redis_async
+
+        return redis_async.Redis(**self._node_options(node))
+
+    def _node_options(self, node: tuple[str, int] | None) -> dict[str, Any]:
+        host, port = node or self.nodes[0]
+        return {**self._client_options(), "host": host, "port": port, "db": 0}
+
+    def _cluster_options(self) -> dict[str, Any]:
+        options = self._client_options()
+        for name in ("db", "host", "port"):
+            options.pop(name, None)
+        if options["max_connections"] is None:
+            options.pop("max_connections")
+        # MOVED, ASK and TRYAGAIN are followed inside redis-py (the command
+        # was not run); a connection error is not resent by redis-py, which
+        # refreshes its slot map instead: rapidfire decides what to resend.
+        return options
 
     def _client_options(self) -> dict[str, Any]:
         from redis.backoff import NoBackoff
@@ -371,6 +520,43 @@ class RedisConfig:
                 ssl_check_hostname=self.ssl_check_hostname,
             )
         return options
+
+
+def _parse_nodes(text: str, url: str) -> tuple[tuple[str, int], ...]:
+    """``host[:port][,host[:port]...]`` (``[v6]:port`` too) as pairs."""
+    nodes = []
+    for part in text.split(","):
+        host, port_text = part, ""
+        if part.startswith("["):
+            host, _, rest = part[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else rest
+        elif part.count(":") == 1:
+            host, port_text = part.split(":")
+        if not host:
+            raise ConfigurationError(
+                f"url {_redact_url(url)!r} names no host: rapidfire does not"
+                " assume localhost (write redis://127.0.0.1:6379/0)"
+            )
+        try:
+            port = int(port_text) if port_text else 6379
+            if not 0 < port < 65536:
+                raise ValueError(port)
+        except ValueError:
+            raise ConfigurationError(
+                f"url has an invalid port in {_redact_url(url)!r}"
+            ) from None
+        nodes.append((host.lower(), port))
+    return tuple(dict.fromkeys(nodes))
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@contextmanager
+def _translated(config: RedisConfig) -> Iterator[None]:
+    with translate(config.where):
+        yield
 
 
 def _parse_db(text: str) -> int:

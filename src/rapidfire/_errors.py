@@ -75,7 +75,16 @@ class StoreError(RapidfireError):
 
 
 class RedisUnavailableError(StoreError):
-    """Redis could not be reached, or did not answer within the timeout."""
+    """Redis could not be reached, or did not answer within the timeout.
+
+    ``refused`` is true when Redis said it did not run the request (a cluster
+    slot in migration, a cluster without a primary for the slot): such a
+    request is safe to send again even when it is not idempotent.
+    """
+
+    def __init__(self, message: str, *, where: str = "", refused: bool = False):
+        super().__init__(message, where=where)
+        self.refused = refused
 
 
 class RedisAuthenticationError(StoreError):
@@ -86,12 +95,51 @@ class RedisCommandError(StoreError):
     """Redis answered a command with an error (out of memory, read-only, ...)."""
 
 
-TRANSLATED = (redis.exceptions.RedisError, OSError)
+TRANSLATED = (
+    redis.exceptions.RedisError,
+    redis.exceptions.RedisClusterException,
+    OSError,
+)
 """The exceptions :func:`translate_error` maps."""
+
+# Redis Cluster's answers for a request it did not run: the slot is being
+# migrated (TRYAGAIN), has no reachable primary (CLUSTERDOWN, MASTERDOWN), or
+# redirections did not settle (redis-py's "TTL exhausted").
+_REFUSED = (
+    redis.exceptions.TryAgainError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.SlotNotCoveredError,
+)
+# A script that reached, mid-way, a key a slot migration had just moved: it
+# may have written part of its work, so it counts as an outcome unknown.
+_MOVED_UNDER_SCRIPT = "non local key"
 
 
 def translate_error(exc: BaseException, where: str) -> StoreError:
     """rapidfire's exception for a redis-py (or socket) exception."""
+    text = str(exc)
+    if isinstance(exc, _REFUSED) or (
+        isinstance(exc, redis.exceptions.ClusterError) and "TTL exhausted" in text
+    ):
+        return RedisUnavailableError(
+            f"Redis Cluster at {where} did not run the request: {exc}",
+            where=where,
+            refused=True,
+        )
+    if isinstance(exc, redis.exceptions.ResponseError) and _MOVED_UNDER_SCRIPT in text:
+        return RedisUnavailableError(
+            f"Redis Cluster at {where} is migrating a slot: {exc}", where=where
+        )
+    if isinstance(exc, redis.exceptions.RedisClusterException):
+        if "not enabled" in text:
+            return RedisCommandError(
+                f"Redis at {where} is not a cluster, but cluster=True is"
+                f" configured: {exc}",
+                where=where,
+            )
+        return RedisUnavailableError(
+            f"Redis Cluster at {where} is unreachable: {exc}", where=where
+        )
     if isinstance(exc, redis.exceptions.AuthenticationError):
         return RedisAuthenticationError(
             f"Redis at {where} refused the credentials: {exc}", where=where

@@ -12,7 +12,13 @@ from typing import Any
 import redis.exceptions
 
 from ._errors import TRANSLATED, RedisUnavailableError, translate, translate_error
-from ._protocol import Call, raise_first_error, retry_delays
+from ._protocol import (
+    REFUSED_RETRIES,
+    Call,
+    may_resend,
+    raise_first_error,
+    retry_delays,
+)
 
 __all__ = ["SyncExecutor"]
 
@@ -43,7 +49,7 @@ class SyncExecutor:
             return self._send(call)
         except TRANSLATED as exc:
             error = translate_error(exc, self.where)
-            if not (isinstance(error, RedisUnavailableError) and call.idempotent):
+            if not may_resend(error, [call]):
                 raise error from exc
         return (self._retry([call], error, single=True))[0]
 
@@ -59,17 +65,26 @@ class SyncExecutor:
             return self._send_many(calls)
         except TRANSLATED as exc:
             error = translate_error(exc, self.where)
-            idempotent = all(c.idempotent for c in calls)
-            if not (isinstance(error, RedisUnavailableError) and idempotent):
+            if not may_resend(error, calls):
                 raise error from exc
         return self._retry(calls, error, single=False)
 
     def _retry(
         self, calls: Sequence[Call], error: RedisUnavailableError, *, single: bool
     ) -> list[Any]:
-        """Send again, up to ``retries`` times, after ``error`` on the first try."""
-        for delay in retry_delays(self.retries):
-            log.warning("Redis at %s unreachable; retrying in %.2fs", self.where, delay)
+        """Send again, up to ``retries`` times, after ``error`` on the first try.
+
+        A request the cluster refused (a slot in migration) gets at least
+        REFUSED_RETRIES tries, about 7 s in all: a migration takes that long.
+        """
+        tries = max(self.retries, REFUSED_RETRIES) if error.refused else self.retries
+        for delay in retry_delays(tries):
+            if error.refused:
+                log.info("%s; trying again in %.2fs", error, delay)
+            else:
+                log.warning(
+                    "Redis at %s unreachable; retrying in %.2fs", self.where, delay
+                )
             time.sleep(delay)
             self._drop_idle_connections()
             try:
@@ -78,6 +93,8 @@ class SyncExecutor:
                         return [self._send(calls[0])]
                     return self._send_many(calls)
             except RedisUnavailableError as exc:
+                if not may_resend(exc, calls):
+                    raise
                 error = exc
         raise error
 

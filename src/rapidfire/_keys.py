@@ -15,9 +15,12 @@ is the hash tag of one shard, so each shard lives in one Redis Cluster slot::
     <ns>:{<tag>}:c:<conv>   HASH  a conversation's lease token, last error, count
     <ns>:{<tag>}:d:<conv>   ZSET  a conversation's dedupe ids -> push time (ms)
     <ns>:layout             STRING the layout record (format and shard count)
-    <ns>:peers              HASH  peer id -> heartbeat record of a worker/producer
-    <ns>:peers:seen         ZSET  role|peer id -> last heartbeat (ms)
+    <ns>:{<ns>}:peers       HASH  peer id -> heartbeat record of a worker/producer
+    <ns>:{<ns>}:peers:seen  ZSET  role|peer id -> last heartbeat (ms)
     <ns>:wake               pub/sub channel announcing new earliest deadlines
+
+The two peer keys share the namespace as their hash tag, so that the
+heartbeat script that writes both touches one slot.
 
 A conversation's shard comes from a hash of its id, and the id is the last
 part of its keys: an id containing ``{`` or ``}`` cannot move its keys to
@@ -100,12 +103,12 @@ class Layout:
     @property
     def peers_key(self) -> str:
         """The heartbeat records of the namespace's workers and producers."""
-        return f"{self.namespace}:peers"
+        return f"{self.namespace}:{{{self.namespace}}}:peers"
 
     @property
     def peers_seen_key(self) -> str:
         """When each peer was last seen."""
-        return f"{self.namespace}:peers:seen"
+        return f"{self.namespace}:{{{self.namespace}}}:peers:seen"
 
     @property
     def wake_channel(self) -> str:

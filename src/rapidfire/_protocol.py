@@ -12,11 +12,16 @@ import logging
 import random
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeGuard, Union
 
 from ._codec import Codec, JsonCodec
 from ._config import RedisConfig
-from ._errors import ArgumentTypeError, InvalidArgumentError, LayoutMismatchError
+from ._errors import (
+    ArgumentTypeError,
+    InvalidArgumentError,
+    LayoutMismatchError,
+    RedisUnavailableError,
+)
 from ._keys import ConversationKeys, Layout, ShardKeys
 from ._logging import mask
 from ._models import (
@@ -170,7 +175,11 @@ class Protocol:
         self.policy = policy
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.clock = clock
-        self.layout = Layout(config.namespace, config.shards)
+        # Until the server says whether it is a cluster (see _ready), an
+        # unset shard count stands at the single-server default.
+        self.layout = Layout(config.namespace, config.shards or 1)
+        # On a cluster PUBLISH reaches the subscribers of every node, so a
+        # worker hears every shard's wakes on whichever node it listens.
         self.publish = "PUBLISH"
         p = policy
         self._push_policy = (
@@ -184,6 +193,10 @@ class Protocol:
         ]
         self._settings_bytes = [text.encode() for text in self._settings]
         self._push_policy_bytes = self._push_policy.encode()
+
+    def with_config(self, config: RedisConfig) -> Protocol:
+        """The same policy, codec and clock for another (resolved) config."""
+        return Protocol(config, self.policy, self.codec, self.clock)
 
     # -- shared argument pieces -----------------------------------------------
 
@@ -858,6 +871,19 @@ class Protocol:
             ready_at=_seconds(float(ready)) if ready is not None else None,
             last_error=_text(error) if error is not None else None,
         )
+
+
+REFUSED_RETRIES = 8
+
+
+def may_resend(
+    error: Exception, calls: Sequence[Call]
+) -> TypeGuard[RedisUnavailableError]:
+    """A request may go again after an unreachable server when it is
+    idempotent, or when the cluster said it did not run it."""
+    if not isinstance(error, RedisUnavailableError):
+        return False
+    return error.refused or all(c.idempotent for c in calls)
 
 
 def retry_delays(retries: int) -> Iterator[float]:

@@ -320,12 +320,13 @@ class _ThreadWorker:
 
     def _listen(self) -> None:
         channel = self.batcher.protocol.layout.wake_channel
-        pause = 0.5
+        pause, attempt = 0.5, 0
         while not self.closed.is_set():
             client = None
             try:
-                client = self.batcher.config.client()
-                pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+                client = self.batcher.wake_client(attempt)
+                attempt += 1
+                pubsub = client.pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(channel)
                 self.schedule.all_due()
                 self.signal.set()
