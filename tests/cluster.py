@@ -15,6 +15,7 @@ binds 127.0.0.1 only and keeps nothing on disk.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -89,10 +90,8 @@ class Cluster:
 
     def stop(self) -> None:
         for pid in self.pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + 10
         for pid in self.pids:
             while time.monotonic() < deadline:
