@@ -475,3 +475,91 @@ def test_memory_clients_of_one_name_share_data_and_other_names_do_not():
 
     assert seen == (b"v", None)
     assert seen_db is None
+
+
+# -- cluster mode -------------------------------------------------------------------
+
+
+def test_several_seed_nodes_mean_a_cluster_of_64_shards():
+    config = RedisConfig.from_url(
+        "redis://:s3cret@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002", namespace="bot"
+    )
+
+    assert (config.cluster, config.shards) == (True, 64)
+    assert config.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 7001), ("::1", 7002))
+    assert config.password == "s3cret"
+    assert config.describe() == (
+        "redis://:***@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002 (cluster) db=0"
+        " namespace=bot"
+    )
+    assert "s3cret" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("cluster", "shards", "expected"),
+    [
+        (None, None, (None, None)),
+        (False, None, (False, 1)),
+        (True, None, (True, 64)),
+        (True, 8, (True, 8)),
+        (None, 4, (None, 4)),
+    ],
+)
+def test_the_shard_count_follows_cluster_mode_unless_set(
+    cluster: bool | None, shards: int | None, expected: tuple[object, object]
+):
+    config = RedisConfig.from_url(
+        "redis://127.0.0.1:6379", cluster=cluster, shards=shards
+    )
+
+    assert (config.cluster, config.shards) == expected
+    assert config.resolved == (None not in expected)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"url": "redis://a:1,b:2", "cluster": False}, "names 2 nodes"),
+        ({"url": "redis://a:1,b:2/3"}, "db must be 0 on a Redis Cluster, got 3"),
+        ({"url": "redis://a:1", "cluster": True, "db": 1}, "got 1"),
+        ({"url": "unix:///tmp/r.sock", "cluster": True}, "needs a redis://"),
+        ({"url": "memory://x", "cluster": True}, "needs a redis://"),
+        ({"url": "redis://a:1,b:x"}, "invalid port"),
+        ({"url": "redis://a:1,:2"}, "names no host"),
+        ({"url": "redis://a:1", "cluster": "yes"}, "cluster must be True, False"),
+    ],
+)
+def test_a_cluster_setting_that_cannot_work_is_refused(
+    options: dict[str, object], message: str
+):
+    with pytest.raises(ConfigurationError, match=message):
+        RedisConfig(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("1", True), ("true", True), ("0", False), ("no", False), ("auto", None)],
+)
+def test_cluster_mode_comes_from_the_environment(value: str, expected: bool | None):
+    env = {
+        "RAPIDFIRE_REDIS_URL": "redis://127.0.0.1:7000",
+        "RAPIDFIRE_REDIS_CLUSTER": value,
+    }
+
+    assert RedisConfig.from_env(env).cluster is expected
+
+
+def test_a_bad_cluster_variable_is_refused_by_name():
+    env = {
+        "RAPIDFIRE_REDIS_URL": "redis://127.0.0.1:7000",
+        "RAPIDFIRE_REDIS_CLUSTER": "maybe",
+    }
+
+    with pytest.raises(ConfigurationError, match=r"RAPIDFIRE_REDIS_CLUSTER.*'maybe'"):
+        RedisConfig.from_env(env)
+
+
+def test_the_embedded_server_is_never_a_cluster():
+    resolved = RedisConfig.from_url("memory://cfg-cluster").detect()
+
+    assert (resolved.cluster, resolved.shards) == (False, 1)

@@ -72,6 +72,12 @@ def diagnose(config: RedisConfig, policy: BatchPolicy | None = None) -> Diagnosi
     there.
     """
     report = Diagnosis(config.describe())
+    try:
+        config = config.detect()
+    except RapidfireError as exc:
+        report.add("error", "connection", str(exc))
+        return report
+    report.config = config.describe()
     client = config.client()
     try:
         _check(client, Protocol(config, policy or BatchPolicy()), report)
@@ -80,6 +86,22 @@ def diagnose(config: RedisConfig, policy: BatchPolicy | None = None) -> Diagnosi
     finally:
         client.close()
     return report
+
+
+def _spread(client: Any, layout: Layout) -> str:
+    """How the namespace's shards fall on the cluster's primaries."""
+    from redis.crc import key_slot
+
+    counts: dict[str, int] = {}
+    for shard in layout.all_shards():
+        node = client.nodes_manager.get_node_from_slot(key_slot(shard.ready.encode()))
+        counts[node.name] = counts.get(node.name, 0) + 1
+    primaries = len(client.get_primaries())
+    spread = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
+    return (
+        f"{layout.shards} shard(s) on {len(counts)} of {primaries} primaries"
+        f" ({spread})"
+    )
 
 
 def _check(client: Any, protocol: Protocol, report: Diagnosis) -> None:
@@ -124,6 +146,8 @@ def _check(client: Any, protocol: Protocol, report: Diagnosis) -> None:
         try:
             protocol.check_layout([None, replies[0]])
             report.add("ok", "layout", f"{config.shards} shard(s), as recorded")
+            if cluster:
+                report.add("ok", "cluster", _spread(client, layout))
         except LayoutMismatchError as exc:
             report.add("error", "layout", str(exc))
             return

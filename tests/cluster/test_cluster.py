@@ -1,0 +1,251 @@
+"""One namespace across the primaries of a real Redis Cluster."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+import redis
+from redis.cluster import RedisCluster
+
+from rapidfire import (
+    Batch,
+    Batcher,
+    BatchPolicy,
+    LayoutMismatchError,
+    RedisConfig,
+)
+from rapidfire._keys import Layout
+from tests.conftest import FakeClock
+
+from .conftest import cluster_url, namespace_keys_per_node, primaries
+
+pytestmark = pytest.mark.timeout(60)
+
+POLICY = BatchPolicy(debounce=1.0, max_wait=5.0, lease=10.0, max_attempts=2)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def batcher(cluster_config: RedisConfig, clock: FakeClock) -> Iterator[Batcher]:
+    with Batcher(cluster_config, POLICY, clock=clock) as b:
+        yield b
+
+
+def slot_of(node: redis.Redis, key: str | bytes) -> int:
+    return int(node.execute_command("CLUSTER", "KEYSLOT", key))
+
+
+def test_the_cycle_runs_with_conversations_on_every_primary(
+    batcher: Batcher, cluster_config: RedisConfig, clock: FakeClock
+):
+    conversations = [f"4477009{i:05d}" for i in range(60)]
+    for conversation in conversations:
+        batcher.push(conversation, f"{conversation}:1")
+        batcher.push(conversation, f"{conversation}:2", dedupe_id="wamid.2")
+        batcher.push(conversation, f"{conversation}:2", dedupe_id="wamid.2")
+
+    per_node = namespace_keys_per_node(cluster_config)
+    node = primaries(cluster_config)[0]
+    layout = Layout(cluster_config.namespace, batcher.protocol.shard_count)
+    wrong_slot = [
+        c
+        for c in conversations
+        for key in (layout.conversation(c).messages, layout.conversation(c).batches)
+        if slot_of(node, key) != slot_of(node, layout.conversation(c).shard.ready)
+    ]
+    sizes = {name: node.dbsize() for name, node in _nodes(cluster_config)}
+
+    assert batcher.protocol.shard_count == 64
+    assert len(per_node) == 3
+    assert all(len(keys) > 10 for keys in per_node.values())
+    assert all(size > 0 for size in sizes.values())
+    assert wrong_slot == []
+    assert batcher.claim(100) == []  # the quiet window has not passed
+
+    clock.advance(1.1)
+    first = batcher.claim(100)
+    assert sorted(b.conversation for b in first) == sorted(conversations)
+    assert all(
+        b.messages == (f"{b.conversation}:1", f"{b.conversation}:2") for b in first
+    )
+    kept, dropped = first[:20], first[20:]
+    assert all(batcher.ack(b) for b in kept)
+
+    # The others' holder went away: their leases run out and they come back.
+    clock.advance(10.1)
+    again = batcher.claim(100)
+    assert {b.id for b in again} == {b.id for b in dropped}
+    assert {(b.attempt, b.reason) for b in again} == {(2, "lease_expired")}
+    assert not any(batcher.ack(b) for b in dropped)  # fenced off
+
+    # Half fail twice more: max_attempts=2 sends them to the dead letters.
+    failing, fine = again[:10], again[10:]
+    assert all(batcher.ack(b) for b in fine)
+    assert {batcher.nack(b, error="send failed") for b in failing} == {"dead"}
+    dead = batcher.dead_letters()
+    assert sorted(d.id for d in dead) == sorted(b.id for b in failing)
+    assert {d.error for d in dead} == {"send failed"}
+
+    # A flush makes an open batch ready at once, on whichever node it lives.
+    batcher.push(conversations[0], "late")
+    assert batcher.flush(conversations[0]) == 1
+    (late,) = batcher.claim(10)
+    assert late.messages == ("late",)
+    assert late.reason == "flush"
+    assert batcher.ack(late)
+
+    assert batcher.requeue(dead[0]) == 2
+    report = batcher.drain(lambda batch: None, until_idle=True)
+    stats = batcher.stats()
+    assert report.handled == 1
+    assert (stats.pending, stats.in_flight, stats.stored_messages) == (0, 0, 0)
+    assert (stats.pushed, stats.duplicates, stats.dead) == (121, 60, 9)
+    assert stats.acked == 20 + 30 + 1 + 1
+
+
+def _nodes(config: RedisConfig) -> list[tuple[str, redis.Redis]]:
+    out = []
+    for node in primaries(config):
+        kwargs = node.connection_pool.connection_kwargs
+        out.append((f"{kwargs['host']}:{kwargs['port']}", node))
+    return out
+
+
+ATTACKS = ["{a}", "x{a}y", "}{", "{}", "{", "}", "{{a}}", "a}{b", "ünï{cødé}", "😀{😀}"]
+
+
+def test_braces_in_conversation_ids_steer_no_key(
+    batcher: Batcher, cluster_config: RedisConfig, clock: FakeClock
+):
+    for i, conversation in enumerate(ATTACKS):
+        batcher.push(conversation, i)
+        batcher.push("a", "plain")  # what "{a}" would collide with if tags leaked
+    node = primaries(cluster_config)[0]
+    layout = Layout(cluster_config.namespace, batcher.protocol.shard_count)
+    slots = {
+        c: {
+            slot_of(node, key)
+            for key in (
+                layout.conversation(c).messages,
+                layout.conversation(c).batches,
+                layout.conversation(c).shard.ready,
+            )
+        }
+        for c in [*ATTACKS, "a"]
+    }
+    keys = [layout.conversation(c).messages for c in [*ATTACKS, "a"]]
+
+    clock.advance(1.1)
+    got = {b.conversation: b.messages for b in batcher.claim(100)}
+
+    assert all(len(s) == 1 for s in slots.values()), slots
+    assert len(set(keys)) == len(keys)
+    assert got == {**{c: (i,) for i, c in enumerate(ATTACKS)}, "a": ("plain",) * 10}
+
+
+def test_a_different_shard_count_is_refused_by_name(
+    cluster_config: RedisConfig, clock: FakeClock
+):
+    with Batcher(cluster_config, POLICY, clock=clock) as first:
+        first.push("447700900001", "hi")
+    other = RedisConfig.from_url(
+        cluster_config.url, namespace=cluster_config.namespace, shards=8
+    )
+    with Batcher(other, POLICY, clock=clock) as second:
+        with pytest.raises(LayoutMismatchError) as refused:
+            second.push("447700900001", "hi again")
+        message = str(refused.value)
+        assert '"shards": 64' in message
+        assert '"shards": 8' in message
+        assert cluster_config.namespace in message
+
+
+def test_cluster_mode_is_detected_from_one_seed_node():
+    seed = cluster_url().split("://", 1)[1].split(",")[0]
+    config = RedisConfig.from_url(f"redis://{seed}", namespace="detect-only")
+
+    resolved = config.detect()
+
+    assert (config.cluster, config.shards) == (None, None)
+    assert (resolved.cluster, resolved.shards) == (True, 64)
+    assert "(cluster)" in resolved.describe()
+    client = resolved.client()
+    assert isinstance(client, RedisCluster)
+    assert len(client.get_primaries()) == 3
+    client.close()
+
+
+def test_a_database_other_than_0_is_refused_on_a_cluster():
+    seed = cluster_url().split("://", 1)[1].split(",")[0]
+    with pytest.raises(ValueError, match=r"database 0 only.*db=2"):
+        RedisConfig.from_url(f"redis://{seed}/2").detect()
+    with pytest.raises(ValueError, match="db must be 0 on a Redis Cluster, got 2"):
+        RedisConfig.from_url(cluster_url(), db=2)
+
+
+def test_scripts_are_reloaded_on_each_node_after_noscript(
+    batcher: Batcher, cluster_config: RedisConfig, clock: FakeClock
+):
+    conversations = [f"4477008{i:05d}" for i in range(30)]
+    for conversation in conversations:
+        batcher.push(conversation, 1)
+    for node in primaries(cluster_config):
+        node.script_flush()
+        node.close()
+
+    batcher.push_many([(c, 2) for c in conversations])
+    clock.advance(1.1)
+    claimed = batcher.claim(100)
+    for node in primaries(cluster_config):
+        node.script_flush()
+        node.close()
+    acked = [batcher.ack(b) for b in claimed]
+
+    assert sorted(b.conversation for b in claimed) == sorted(conversations)
+    assert all(b.messages == (1, 2) for b in claimed)
+    assert all(acked)
+
+
+def test_an_idle_worker_hears_deadlines_of_every_node(cluster_config: RedisConfig):
+    """Wakes go out with PUBLISH, which a cluster passes to every node."""
+    policy = BatchPolicy(debounce=0.3, max_wait=2.0, lease=10.0)
+    handled: list[tuple[Batch, float]] = []
+    done = threading.Event()
+    conversations = [f"4477007{i:05d}" for i in range(12)]
+    with (
+        Batcher(cluster_config, policy) as worker,
+        Batcher(cluster_config, policy) as producer,
+    ):
+
+        def handle(batch: Batch) -> None:
+            handled.append((batch, time.monotonic()))
+            if len(handled) == len(conversations):
+                done.set()
+
+        thread = threading.Thread(
+            target=worker.drain, args=(handle,), kwargs={"stop": done}, daemon=True
+        )
+        thread.start()
+        time.sleep(1.0)  # the worker has claimed nothing and sleeps
+        pushed_at = time.monotonic()
+        for conversation in conversations:
+            producer.push(conversation, "hi")
+        assert done.wait(10), f"{len(handled)} of {len(conversations)} handled"
+        thread.join(10)
+
+    nodes = Counter(
+        Layout(cluster_config.namespace, 64).conversation(b.conversation).shard.index
+        for b, _ in handled
+    )
+    latest = max(at for _, at in handled) - pushed_at
+    assert len(nodes) > 3
+    # Without wakes the worker would wait for its 30 s resync.
+    assert latest < 5.0
