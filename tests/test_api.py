@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = resources.files("rapidfire").joinpath("scripts")
 # Method names that differ by design between the two batchers.
 RENAMED = {"aclose": "close"}
-KEY_FIELDS = ("m", "b", "c", "d", "ready", "leased", "stats", "dead")
+KEY_FIELDS = ("m", "b", "d", "ready", "leased", "stats", "dead")
 
 
 def lua(name: str) -> str:
@@ -219,6 +219,8 @@ def test_scripts_other_than_claim_take_every_key_from_keys(name: str):
         for pair in re.findall(r"(\w+)\s*=\s*([^,]+?)\s*(?:,|$)", table.strip())
         if pair[0] in KEY_FIELDS
     )
+    # keys.d = KEYS[i] binds a key the script declares only when it needs it.
+    bound.update(re.findall(r"keys\.(\w+) = (KEYS\[[\w +]+\])", code))
     # shard_ctx({KEYS[a], KEYS[b], ...}, settings) binds ready, leased, stats, dead.
     for listed in re.findall(r"shard_ctx\(\{([^}]*)\}", code):
         values = [v.strip() for v in listed.split(",")]
@@ -275,6 +277,7 @@ def test_every_call_passes_as_many_keys_and_argv_as_its_script_documents():
     dead = DeadLetter("1-0-1", "c", ("m",), 3, "e", "retry", 1.0, 1.0, 2.0)
     calls = [
         protocol.push_call("c", "m", None),
+        protocol.push_call("c", "m", "wamid.1"),
         protocol.claim_call(1, 10),
         protocol.ack_call(batch),
         protocol.nack_call(batch, 1.0, "e"),
@@ -291,8 +294,10 @@ def test_every_call_passes_as_many_keys_and_argv_as_its_script_documents():
         keys = max(documented_slots(text, "KEYS"))
         argv = max(documented_slots(text, "ARGV"))
         if call.script.name == "push":
-            # KEYS[4k..4k+3] per conversation; ARGV[4..]: id, n, n pairs.
-            assert len(call.keys) == keys + 4
+            # Per conversation m:, b: and, with a dedupe id, d:; ARGV[4..]:
+            # id, n, n pairs.
+            dedupe = 1 if call.args[5] else 0
+            assert len(call.keys) == keys + 2 + dedupe
             assert len(call.args) == argv + 3
         else:
             assert len(call.keys) == keys, call.script.name

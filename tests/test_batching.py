@@ -1075,7 +1075,6 @@ def test_every_key_of_the_namespace_has_a_ttl(
     assert {key_kind(k) for k in during} >= {
         "m",
         "b",
-        "c",
         "d",
         "ready",
         "leased",

@@ -12,7 +12,7 @@ is the hash tag of one shard, so each shard lives in one Redis Cluster slot::
     <ns>:{<tag>}:dm:<id>    LIST  a dead letter's messages
     <ns>:{<tag>}:m:<conv>   LIST  a conversation's stored messages, in order
     <ns>:{<tag>}:b:<conv>   LIST  a conversation's batch records, oldest first
-    <ns>:{<tag>}:c:<conv>   HASH  a conversation's lease token, last error, count
+                                  (each with its lease token and last error)
     <ns>:{<tag>}:d:<conv>   ZSET  a conversation's dedupe ids -> push time (ms)
     <ns>:layout             STRING the layout record (format and shard count)
     <ns>:{<ns>}:peers       HASH  peer id -> heartbeat record of a worker/producer
@@ -42,7 +42,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 __all__ = ["ConversationKeys", "Layout", "ShardKeys"]
 
-LAYOUT_FORMAT = 1
+LAYOUT_FORMAT = 2  # 2: lease token and last error in the batch record
 
 
 @dataclass(frozen=True)
@@ -74,18 +74,17 @@ class ConversationKeys:
     shard: ShardKeys
     messages: str
     batches: str
-    state: str
     dedupe: str
 
     @functools.cached_property
-    def push_keys(self) -> tuple[bytes, bytes, bytes, bytes]:
-        """The four keys push takes, encoded once (the keys are cached)."""
-        return (
-            self.messages.encode(),
-            self.batches.encode(),
-            self.state.encode(),
-            self.dedupe.encode(),
-        )
+    def push_keys(self) -> tuple[bytes, bytes]:
+        """The two keys every push takes, encoded once (the keys are cached)."""
+        return (self.messages.encode(), self.batches.encode())
+
+    @functools.cached_property
+    def dedupe_key(self) -> bytes:
+        """The third key of a push whose messages carry dedupe ids."""
+        return self.dedupe.encode()
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,6 @@ def _conversation_keys(
         shard=shard,
         messages=f"{p}m:{conversation}",
         batches=f"{p}b:{conversation}",
-        state=f"{p}c:{conversation}",
         dedupe=f"{p}d:{conversation}",
     )
 

@@ -378,7 +378,10 @@ class Protocol:
         ]
         idempotent = True
         for conversation, group in conversations:
-            keys += self.layout.conversation(conversation).push_keys
+            k = self.layout.conversation(conversation)
+            keys += k.push_keys
+            if any(dedupe for _, dedupe, _ in group):
+                keys.append(k.dedupe_key)
             args += (conversation.encode("utf-8"), len(group))
             for _, dedupe, data in group:
                 args += (dedupe, data)
@@ -519,7 +522,6 @@ class Protocol:
         return k, (
             k.messages,
             k.batches,
-            k.state,
             k.shard.ready,
             k.shard.leased,
             k.shard.stats,
@@ -577,9 +579,9 @@ class Protocol:
         )
 
     def owns_call(self, batch: Batch) -> Call:
-        _, keys = self._holder_keys(self.check_batch(batch))
+        k = self.layout.conversation(self.check_batch(batch).conversation)
         return Call(
-            keys=keys[:5],
+            keys=(k.batches, k.shard.leased),
             args=(self.now(), batch.conversation, batch.token, batch.id),
             script=script("owns"),
         )
@@ -590,7 +592,6 @@ class Protocol:
             keys=(
                 k.messages,
                 k.batches,
-                k.state,
                 k.shard.ready,
                 k.shard.leased,
                 k.shard.stats,
@@ -753,7 +754,6 @@ class Protocol:
             keys=(
                 k.messages,
                 k.batches,
-                k.state,
                 k.shard.ready,
                 k.shard.leased,
                 k.shard.stats,
@@ -839,16 +839,18 @@ class Protocol:
             Call.command("LLEN", k.messages),
             Call.command("ZSCORE", k.shard.leased, conversation),
             Call.command("ZSCORE", k.shard.ready, conversation),
-            Call.command("HGET", k.state, "error"),
         ]
 
     def decode_inspect(
         self, conversation: str, replies: Sequence[Any]
     ) -> ConversationState:
-        records, stored, leased, ready, error = replies
+        records, stored, leased, ready = replies
         views = []
+        error = ""
         for raw in records:
-            bid, n, first, last, ready_at, why, is_open, attempt = _text(raw).split("|")
+            fields = _text(raw).split("|", 9)
+            bid, n, first, last, ready_at, why, is_open, attempt = fields[:8]
+            error = error or fields[9]  # the head's, as only the head is tried
             views.append(
                 BatchView(
                     id=bid,
@@ -869,7 +871,7 @@ class Protocol:
             in_flight=leased is not None,
             lease_expires_at=_seconds(float(leased)) if leased is not None else None,
             ready_at=_seconds(float(ready)) if ready is not None else None,
-            last_error=_text(error) if error is not None else None,
+            last_error=error or None,
         )
 
 

@@ -1,7 +1,7 @@
 -- Shared helpers, prepended to every rapidfire script before it is loaded.
 --
 -- A conversation's batches live in a LIST of records, oldest first. Each record
--- is one string:  id|n|first|last|ready|why|open|attempt
+-- is one string:  id|n|first|last|ready|why|open|attempt|token|error
 --   id       batch id, stable across redeliveries
 --   n        number of messages; they are the next n entries of the message list
 --   first    server time (ms) of the first push into the batch
@@ -11,6 +11,12 @@
 --            retry, lease_expired, requeued
 --   open     1 while pushes may still join it (only the last record can be open)
 --   attempt  deliveries so far
+--   token    fencing token of the lease on it, '' when it is not leased
+--   error    the last error a handler reported for it ('' for none); the
+--            rest of the record, so it may contain '|'
+-- A conversation has no other per-conversation state: a claim writes only to
+-- keys that exist (its records and messages), so that on a cluster it never
+-- creates a key that a slot migration is about to bring in from elsewhere.
 -- Only the first record (the head) is ever claimable. While it is leased the
 -- conversation sits in the shard's lease index, otherwise in its ready index.
 
@@ -27,15 +33,15 @@ local function fmt(x)
 end
 
 local function parse(raw)
-  local id, n, first, last, ready, why, open, attempt = string.match(raw,
-    '^([^|]+)|(%d+)|(%-?%d+)|(%-?%d+)|(%-?%d+)|([%a_]+)|([01])|(%d+)$')
+  local id, n, first, last, ready, why, open, attempt, token, err = string.match(
+    raw, '^([^|]+)|(%d+)|(%-?%d+)|(%-?%d+)|(%-?%d+)|([%a_]+)|([01])|(%d+)|(%d*)|(.*)$')
   if not id then
-    error('rapidfire: corrupt batch record: ' .. raw)
+    error('rapidfire: corrupt batch record: ' .. string.sub(raw, 1, 80))
   end
   return {
     id = id, n = tonumber(n), first = tonumber(first), last = tonumber(last),
     ready = tonumber(ready), why = why, open = (open == '1'),
-    attempt = tonumber(attempt),
+    attempt = tonumber(attempt), token = token, error = err,
   }
 end
 
@@ -44,6 +50,7 @@ end
 local function encode(b)
   return b.id .. '|' .. b.n .. '|' .. b.first .. '|' .. b.last .. '|' .. b.ready
     .. '|' .. b.why .. '|' .. (b.open and '1' or '0') .. '|' .. b.attempt
+    .. '|' .. (b.token or '') .. '|' .. (b.error or '')
 end
 
 -- Keys of one conversation, built from its shard prefix. Used only by scripts
@@ -53,12 +60,11 @@ local function conversation_keys(prefix, conv)
   return {
     m = prefix .. 'm:' .. conv,
     b = prefix .. 'b:' .. conv,
-    c = prefix .. 'c:' .. conv,
   }
 end
 
 -- Expiry. A write leaves a conversation's keys at least `ttl` to live: the
--- messages get 2 x ttl, the batch records and state 3 x ttl (so that a claim
+-- messages get 2 x ttl, the batch records 3 x ttl (so that a claim
 -- that finds the messages gone can still count what expired). A key's expiry
 -- is renewed only once less than 2 x ttl is left, which spares most writes
 -- their PEXPIREs (PTTL is much cheaper). The shard's keys get 4 x ttl the same
@@ -70,15 +76,13 @@ local function renew(key, floor, ttl)
   end
 end
 
--- The three keys are created together by push (the state hash by claim,
--- which sets its expiry itself) and renewed together, so the records' PTTL
--- speaks for all of them.
+-- The two keys are created together by push and renewed together, so the
+-- records' PTTL speaks for both.
 local function touch(keys, ttl)
   local left = redis.call('PTTL', keys.b)
   if left ~= -2 and left < ttl * 2 then
     redis.call('PEXPIRE', keys.m, ttl * 2)
     redis.call('PEXPIRE', keys.b, ttl * 3)
-    redis.call('PEXPIRE', keys.c, ttl * 3)
   end
 end
 
@@ -102,7 +106,6 @@ local function schedule_head(ctx, conv, keys, now)
   local raw = redis.call('LINDEX', keys.b, 0)
   if not raw then
     redis.call('ZREM', ctx.ready, conv)
-    redis.call('DEL', keys.c)
     return
   end
   local head = parse(raw)
@@ -113,9 +116,6 @@ end
 -- Holder check shared by ack, nack, extend and owns: the token must be the
 -- conversation's current one and the lease must not have run out.
 local function holds(ctx, conv, keys, token, batch_id, now)
-  if redis.call('HGET', keys.c, 'token') ~= token then
-    return nil
-  end
   local until_ms = redis.call('ZSCORE', ctx.leased, conv)
   if not until_ms or tonumber(until_ms) <= now then
     return nil
@@ -125,7 +125,7 @@ local function holds(ctx, conv, keys, token, batch_id, now)
     return nil
   end
   local head = parse(raw)
-  if head.id ~= batch_id then
+  if head.id ~= batch_id or head.token ~= token then
     return nil
   end
   return head
@@ -135,7 +135,6 @@ end
 local function remove_head(ctx, conv, keys, head)
   redis.call('LTRIM', keys.m, head.n, -1)
   redis.call('LPOP', keys.b)
-  redis.call('HDEL', keys.c, 'token', 'error')
   redis.call('ZREM', ctx.leased, conv)
 end
 

@@ -1,8 +1,8 @@
 -- ack: the holder of a batch reports it handled; the batch and its messages go.
 --
--- KEYS[1]  m: message list     KEYS[2]  b: batch records    KEYS[3]  c: state hash
--- KEYS[4]  the shard's ready index      KEYS[5]  the shard's lease index
--- KEYS[6]  the shard's stats hash
+-- KEYS[1]  m: message list     KEYS[2]  b: batch records
+-- KEYS[3]  the shard's ready index      KEYS[4]  the shard's lease index
+-- KEYS[5]  the shard's stats hash
 -- ARGV[1]  now in ms, or '' for the server clock
 -- ARGV[2]  conversation id     ARGV[3]  fencing token      ARGV[4]  batch id
 -- ARGV[5]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
@@ -11,8 +11,8 @@
 
 local now = now_ms(ARGV[1])
 local conv = ARGV[2]
-local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
-local ctx = shard_ctx({KEYS[4], KEYS[5], KEYS[6]}, ARGV[5])
+local keys = {m = KEYS[1], b = KEYS[2]}
+local ctx = shard_ctx({KEYS[3], KEYS[4], KEYS[5]}, ARGV[5])
 
 local head = holds(ctx, conv, keys, ARGV[3], ARGV[4], now)
 if not head then

@@ -6,7 +6,7 @@
 -- batches in deadline order.
 --
 -- This script learns the conversations it serves from the two indexes, so it
--- builds their keys itself (m:, b:, c:, dl:, dm: under ARGV[5]). They carry
+-- builds their keys itself (m:, b:, dl:, dm: under ARGV[5]). They carry
 -- the shard's hash tag, so every key it touches is in the slot of its KEYS.
 --
 -- Those keys are not declared, so Redis Cluster cannot refuse the call when a
@@ -49,7 +49,7 @@ local function expire(conv, keys, index)
     batches = 1
   end
   redis.call('ZREM', index, conv)
-  redis.call('DEL', keys.m, keys.b, keys.c)
+  redis.call('DEL', keys.m, keys.b)
   expired_batches = expired_batches + batches
   expired_messages = expired_messages + messages
   redis.call('HINCRBY', ctx.stats, 'expired_batches', batches)
@@ -88,10 +88,9 @@ local function deliver(conv, keys, head, why, ready)
   end
   head.open, head.why, head.ready = false, why, ready
   head.attempt = head.attempt + 1
-  redis.call('LSET', keys.b, 0, encode(head))
   local token = redis.call('HINCRBY', ctx.stats, 'fence', 1)
-  redis.call('HSET', keys.c, 'token', token)
-  redis.call('PEXPIRE', keys.c, ctx.ttl * 3)
+  head.token = fmt(token)
+  redis.call('LSET', keys.b, 0, encode(head))
   redis.call('ZREM', ctx.ready, conv)
   redis.call('ZADD', ctx.leased, now + lease, conv)
   redis.call('HINCRBY', ctx.stats, 'claimed', 1)
@@ -113,9 +112,8 @@ for i = 1, #expired, 2 do
     missing(conv, keys, ctx.leased)
   else
     local head = parse(raw)
-    redis.call('HDEL', keys.c, 'token')
     if head.attempt >= max_attempts then
-      local err = redis.call('HGET', keys.c, 'error') or ''
+      local err = head.error
       if err == '' then err = 'lease expired' end
       dead_letter(ctx, conv, keys, head, err, now,
         ctx.prefix .. 'dl:' .. head.id, ctx.prefix .. 'dm:' .. head.id)

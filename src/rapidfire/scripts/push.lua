@@ -5,11 +5,13 @@
 -- KEYS[1]  the shard's ready index (conversation -> ready time)
 -- KEYS[2]  the shard's lease index (conversation -> lease expiry)
 -- KEYS[3]  the shard's stats hash
--- then four keys per conversation, in the order of ARGV:
--- KEYS[4k]    m: the conversation's message list
--- KEYS[4k+1]  b: the conversation's batch records
--- KEYS[4k+2]  c: the conversation's state hash (lease token, last error)
--- KEYS[4k+3]  d: the conversation's dedupe set (dedupe id -> push time)
+-- then, per conversation in the order of ARGV, two or three keys:
+--          m: the conversation's message list
+--          b: the conversation's batch records
+--          d: its dedupe set (dedupe id -> push time), only when one of its
+--             messages in this call carries a dedupe id. A key that is not
+--             needed is not declared: on a cluster, a declared key that does
+--             not exist makes Redis refuse the call while the slot migrates.
 -- ARGV[1]  now in ms, or '' for the server clock
 -- ARGV[2]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
 -- ARGV[3]  policy: debounce|max_wait|max_size|dedupe_window (ms, count, ms)
@@ -116,10 +118,17 @@ end
 local arg, key = 4, 4
 while arg <= #ARGV do
   local conv, n = ARGV[arg], tonumber(ARGV[arg + 1])
-  local keys = {m = KEYS[key], b = KEYS[key + 1], c = KEYS[key + 2], d = KEYS[key + 3]}
+  local keys = {m = KEYS[key], b = KEYS[key + 1]}
+  key = key + 2
+  for i = arg + 2, arg + 2 * n, 2 do
+    if ARGV[i] ~= '' then
+      keys.d = KEYS[key]
+      key = key + 1
+      break
+    end
+  end
   push_conversation(conv, keys, arg + 2, n)
   arg = arg + 2 + 2 * n
-  key = key + 4
 end
 
 if total_pushed > 0 then

@@ -2,33 +2,33 @@
 -- with its attempts reset. It goes before every batch of the conversation that
 -- is not in flight, so it keeps its place in push order as far as possible.
 --
--- KEYS[1]  m: message list     KEYS[2]  b: batch records    KEYS[3]  c: state hash
--- KEYS[4]  the shard's ready index      KEYS[5]  the shard's lease index
--- KEYS[6]  the shard's stats hash       KEYS[7]  the shard's dead-letter index
--- KEYS[8]  dl: the dead letter's hash   KEYS[9]  dm: its message list
+-- KEYS[1]  m: message list     KEYS[2]  b: batch records
+-- KEYS[3]  the shard's ready index      KEYS[4]  the shard's lease index
+-- KEYS[5]  the shard's stats hash       KEYS[6]  the shard's dead-letter index
+-- KEYS[7]  dl: the dead letter's hash   KEYS[8]  dm: its message list
 -- ARGV[1]  now in ms, or '' for the server clock
 -- ARGV[2]  dead letter (batch) id
 -- ARGV[3]  shard settings: ttl|dead-letter ttl|wake channel|publish command|shard
--- ARGV[4]  conversation id the caller built KEYS[1..3] for
+-- ARGV[4]  conversation id the caller built KEYS[1..2] for
 -- Returns  the number of messages requeued, 0 when there is no such dead letter.
 
 local now = now_ms(ARGV[1])
 local id = ARGV[2]
-local keys = {m = KEYS[1], b = KEYS[2], c = KEYS[3]}
-local ctx = shard_ctx({KEYS[4], KEYS[5], KEYS[6], KEYS[7]}, ARGV[3])
+local keys = {m = KEYS[1], b = KEYS[2]}
+local ctx = shard_ctx({KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, ARGV[3])
 
-if not redis.call('ZSCORE', KEYS[7], id) then
+if not redis.call('ZSCORE', KEYS[6], id) then
   return 0
 end
-local conv = redis.call('HGET', KEYS[8], 'conversation')
+local conv = redis.call('HGET', KEYS[7], 'conversation')
 if conv ~= ARGV[4] then
   error('rapidfire: dead letter ' .. id .. ' belongs to another conversation')
 end
-local msgs = redis.call('LRANGE', KEYS[9], 0, -1)
+local msgs = redis.call('LRANGE', KEYS[8], 0, -1)
 local rec = {
-  id = id, n = #msgs, first = tonumber(redis.call('HGET', KEYS[8], 'first')),
-  last = tonumber(redis.call('HGET', KEYS[8], 'last')), ready = now,
-  why = 'requeued', open = false, attempt = 0,
+  id = id, n = #msgs, first = tonumber(redis.call('HGET', KEYS[7], 'first')),
+  last = tonumber(redis.call('HGET', KEYS[7], 'last')), ready = now,
+  why = 'requeued', open = false, attempt = 0, token = '', error = '',
 }
 
 local leased = redis.call('ZSCORE', ctx.leased, conv)
@@ -56,8 +56,8 @@ end
 
 redis.call('HINCRBY', ctx.stats, 'requeued', 1)
 redis.call('HINCRBY', ctx.stats, 'requeued_messages', #msgs)
-redis.call('ZREM', KEYS[7], id)
-redis.call('DEL', KEYS[8], KEYS[9])
+redis.call('ZREM', KEYS[6], id)
+redis.call('DEL', KEYS[7], KEYS[8])
 touch(keys, ctx.ttl)
 touch_shard(ctx)
 return #msgs
