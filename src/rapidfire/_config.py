@@ -427,13 +427,16 @@ class RedisConfig:
         if self.cluster:
             from redis.cluster import ClusterNode, RedisCluster
 
-            return RedisCluster(  # type: ignore[return-value]
-                startup_nodes=[
-                    ClusterNode(h, p)  # type: ignore[no-untyped-call]
-                    for h, p in self.nodes
-                ],
-                **self._cluster_options(),
-            )
+            # The sync cluster client reads the slot map as it is built: a
+            # node that is down then is reported as RedisUnavailableError.
+            with _translated(self):
+                return RedisCluster(  # type: ignore[return-value]
+                    startup_nodes=[
+                        ClusterNode(h, p)  # type: ignore[no-untyped-call]
+                        for h, p in self.nodes
+                    ],
+                    **self._cluster_options(),
+                )
         import redis as redis_sync
 
         return redis_sync.Redis(**self._client_options())

@@ -99,8 +99,7 @@ def _spread(client: Any, layout: Layout) -> str:
     primaries = len(client.get_primaries())
     spread = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
     return (
-        f"{layout.shards} shard(s) on {len(counts)} of {primaries} primaries"
-        f" ({spread})"
+        f"{layout.shards} shard(s) on {len(counts)} of {primaries} primaries ({spread})"
     )
 
 

@@ -26,7 +26,7 @@ def cluster_url() -> str:
         if IN_CI:
             pytest.fail("RAPIDFIRE_TEST_CLUSTER_URL must be set under CI=true")
         pytest.skip(
-            "no Redis Cluster: run `python3 tests/cluster.py start DIR` and set"
+            "no Redis Cluster: run `python3 tests/redis_cluster.py start DIR` and set"
             " RAPIDFIRE_TEST_CLUSTER_URL to the URL it prints"
         )
     return CLUSTER_URL

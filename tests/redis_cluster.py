@@ -3,8 +3,8 @@
 Standard library only, so that ``.ci/run`` can use it before the virtualenv
 exists::
 
-    python3 tests/cluster.py start DIR [--primaries 3] [--replicas 0]
-    python3 tests/cluster.py stop DIR
+    python3 tests/redis_cluster.py start DIR [--primaries 3] [--replicas 0]
+    python3 tests/redis_cluster.py stop DIR
 
 ``start`` prints the cluster's URL (``redis://127.0.0.1:p1,127.0.0.1:p2,...``)
 and leaves the servers running; their pids and ports are kept in DIR, which
@@ -74,6 +74,7 @@ class Cluster:
     ports: list[int]
     pids: list[int] = field(default_factory=list)
     primaries: int = 3
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list, repr=False)
 
     @property
     def url(self) -> str:
@@ -92,6 +93,8 @@ class Cluster:
         for pid in self.pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        for process in self.processes:
+            process.wait(timeout=10)
         deadline = time.monotonic() + 10
         for pid in self.pids:
             while time.monotonic() < deadline:
@@ -107,7 +110,7 @@ class Cluster:
                 time.sleep(0.02)
 
 
-def _start_node(directory: Path, port: int) -> int:
+def _start_node(directory: Path, port: int) -> subprocess.Popen[bytes]:
     server = shutil.which("redis-server")
     if server is None:
         raise RuntimeError("redis-server is not on PATH")
@@ -137,7 +140,7 @@ def _start_node(directory: Path, port: int) -> int:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    return process.pid
+    return process
 
 
 def _wait(predicate: object, what: str, timeout: float) -> None:
@@ -155,7 +158,9 @@ def start_cluster(directory: Path, primaries: int = 3, replicas: int = 0) -> Clu
     cluster = Cluster(directory, ports, primaries=primaries)
     try:
         for port in ports:
-            cluster.pids.append(_start_node(directory, port))
+            process = _start_node(directory, port)
+            cluster.processes.append(process)
+            cluster.pids.append(process.pid)
         cluster.save()
         for port in ports:
             _wait(lambda p=port: _command(p, "PING").strip() == "PONG", "PONG", 10)
