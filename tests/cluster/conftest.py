@@ -1,7 +1,7 @@
 """Tests against a real Redis Cluster, given by ``RAPIDFIRE_TEST_CLUSTER_URL``.
 
 ``.ci/run`` starts a 3-primary cluster on loopback ports of its own (with
-``tests/cluster.py``) and exports its URL; without it these tests skip, and
+``tests/redis_cluster.py``) and exports its URL; without it these tests skip, and
 under ``CI=true`` they fail. Each test uses a namespace of its own and deletes
 exactly that namespace's keys on every primary afterwards.
 """
