@@ -116,7 +116,7 @@ def _start_node(directory: Path, port: int) -> subprocess.Popen[bytes]:
         raise RuntimeError("redis-server is not on PATH")
     node_dir = directory / str(port)
     node_dir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
+    return subprocess.Popen(
         [
             server,
             "--port",
@@ -140,7 +140,6 @@ def _start_node(directory: Path, port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    return process
 
 
 def _wait(predicate: object, what: str, timeout: float) -> None:

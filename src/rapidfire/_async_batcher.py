@@ -601,6 +601,7 @@ class AsyncBatcher:
                 f"concurrency must be an integer >= 1, got {concurrency!r}"
             )
         grace = check_seconds("grace", grace)
+        await self._resolve()  # the worker plans its rounds over every shard
         return await run_drain(
             self,
             handler,

@@ -595,6 +595,7 @@ class Batcher:
                 f"concurrency must be an integer >= 1, got {concurrency!r}"
             )
         grace = check_seconds("grace", grace)
+        self._resolve()  # the worker plans its rounds over every shard
         return run_drain(
             self,
             handler,

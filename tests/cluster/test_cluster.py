@@ -19,9 +19,14 @@ from rapidfire import (
     RedisConfig,
 )
 from rapidfire._keys import Layout
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, unique_namespace
 
-from .conftest import cluster_url, namespace_keys_per_node, primaries
+from .conftest import (
+    cluster_url,
+    delete_cluster_namespace,
+    namespace_keys_per_node,
+    primaries,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -249,3 +254,27 @@ def test_an_idle_worker_hears_deadlines_of_every_node(cluster_config: RedisConfi
     assert len(nodes) > 3
     # Without wakes the worker would wait for its 30 s resync.
     assert latest < 5.0
+
+
+def test_a_worker_given_one_seed_node_serves_every_shard():
+    """With cluster mode left to detection, the first call may be drain()."""
+    seed = cluster_url().split("://", 1)[1].split(",")[0]
+    config = RedisConfig.from_url(f"redis://{seed}", namespace=unique_namespace("c"))
+    policy = BatchPolicy(debounce=0.05, max_wait=1.0, lease=10.0)
+    conversations = [f"4477005{i:05d}" for i in range(40)]
+    try:
+        with Batcher(config, policy) as producer:
+            for conversation in conversations:
+                producer.push(conversation, "hi")
+        handled: list[str] = []
+        with Batcher(config, policy) as worker:
+            report = worker.drain(
+                lambda b: handled.append(b.conversation), until_idle=True
+            )
+
+        assert report.handled == len(conversations)
+        assert sorted(handled) == sorted(conversations)
+    finally:
+        delete_cluster_namespace(
+            RedisConfig.from_url(cluster_url(), namespace=config.namespace)
+        )
