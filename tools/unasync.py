@@ -33,6 +33,15 @@ RULES = [
     (r"\b__aexit__\b", "__exit__"),
     (r"\baclose\b", "close"),
     (r"\badetect\(\)", "detect()"),
+    (r"^ROUTE_PIPELINED_SCRIPTS = False$", "ROUTE_PIPELINED_SCRIPTS = True"),
+    (
+        r"pipe\.execute\(raise_on_error=False, allow_redirections=False\)",
+        "execute_without_resends(pipe)",
+    ),
+    (
+        r"^from \._protocol import ",
+        "from ._cluster_pipeline import execute_without_resends\nfrom ._protocol import ",
+    ),
     (r"\basync_node_client\(", "node_client("),
     (r"\basync_client\(\)", "client()"),
     (r"\banyio\.sleep\(", "time.sleep("),

@@ -149,7 +149,10 @@ class AsyncBatcher:
             if self._executor is None:
                 config = await self._resolved_config()
                 self._executor = AsyncExecutor(
-                    config.async_client(), config.where, config.retries
+                    config.async_client(),
+                    config.where,
+                    config.retries,
+                    cluster=bool(config.cluster),
                 )
                 log.info("rapidfire using %s", config.describe())
             executor = self._executor

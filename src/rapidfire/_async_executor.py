@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 import redis.exceptions
+from redis.crc import key_slot
 
 from ._errors import TRANSLATED, RedisUnavailableError, translate, translate_error
 from ._protocol import (
@@ -26,14 +27,30 @@ __all__ = ["AsyncExecutor"]
 
 log = logging.getLogger("rapidfire.redis")
 
+# Redis Cluster answers for a request it did not run and that redis-py would
+# follow for a single command: rapidfire sends such a pipelined call again on
+# its own (see _send_many), as a single command.
+_REDIRECTED = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+)
+# Name the node of each pipelined script call: redis-py's synchronous cluster
+# pipeline otherwise asks a server for the keys of every EVALSHA (COMMAND
+# GETKEYS, one round trip each). Its asyncio pipeline reads them itself.
+ROUTE_PIPELINED_SCRIPTS = False
+
 
 class AsyncExecutor:
     """Runs calls on a redis-py client of this flavour."""
 
-    def __init__(self, client: Any, where: str, retries: int) -> None:
+    def __init__(
+        self, client: Any, where: str, retries: int, *, cluster: bool = False
+    ) -> None:
         self.client = client
         self.where = where
         self.retries = retries
+        self.cluster = cluster
         self._loaded: set[str] = set()
 
     def _note_load(self, name: str) -> None:
@@ -103,7 +120,14 @@ class AsyncExecutor:
     async def _drop_idle_connections(self) -> None:
         """After a connection error, the pool's idle connections are suspect
         too (a restarted server closed them all): reconnect instead of
-        spending the retries on them one by one."""
+        spending the retries on them one by one. On a cluster, read the slot
+        map again instead: a primary may have been replaced."""
+        if self.cluster:
+            try:
+                await self.client.nodes_manager.initialize()
+            except Exception as exc:  # no node answers yet: the retry will tell
+                log.debug("could not read the cluster's slot map: %s", exc)
+            return
         pool = getattr(self.client, "connection_pool", None)
         if pool is not None:
             try:
@@ -141,6 +165,15 @@ class AsyncExecutor:
             again = await self._pipeline([calls[i] for i in missing])
             for i, reply in zip(missing, again):
                 replies[i] = reply
+        if self.cluster:
+            # Not run on the node the pipeline reached: send each again alone,
+            # which follows MOVED and ASK (and waits out TRYAGAIN) safely.
+            for i, reply in enumerate(replies):
+                if isinstance(reply, _REDIRECTED):
+                    try:
+                        replies[i] = await self._send(calls[i])
+                    except TRANSLATED as exc:
+                        replies[i] = exc
         raise_first_error(replies)
         return replies
 
@@ -153,6 +186,25 @@ class AsyncExecutor:
                 # Through execute_command: redis-py's cluster pipeline refuses
                 # its evalsha() method, but routes an EVALSHA command by key.
                 pipe.execute_command(
-                    "EVALSHA", call.script.sha, len(call.keys), *call.keys, *call.args
+                    "EVALSHA",
+                    call.script.sha,
+                    len(call.keys),
+                    *call.keys,
+                    *call.args,
+                    **self._route(call),
                 )
-        return list(await pipe.execute(raise_on_error=False))
+        if not self.cluster:
+            return list(await pipe.execute(raise_on_error=False))
+        # redis-py would send a call that met a connection error again on its
+        # own, even one that may have run; rapidfire decides (see run_many).
+        return list(await pipe.execute(raise_on_error=False, allow_redirections=False))
+
+    def _route(self, call: Call) -> dict[str, Any]:
+        if not (self.cluster and ROUTE_PIPELINED_SCRIPTS and call.keys):
+            return {}
+        slot = key_slot(_bytes(call.keys[0]))
+        return {"target_nodes": self.client.nodes_manager.get_node_from_slot(slot)}
+
+
+def _bytes(key: str | bytes) -> bytes:
+    return key if isinstance(key, bytes) else key.encode()

@@ -144,7 +144,10 @@ class Batcher:
             if self._executor is None:
                 config = self._resolved_config()
                 self._executor = SyncExecutor(
-                    config.client(), config.where, config.retries
+                    config.client(),
+                    config.where,
+                    config.retries,
+                    cluster=bool(config.cluster),
                 )
                 log.info("rapidfire using %s", config.describe())
             executor = self._executor

@@ -105,7 +105,7 @@ def _spread(client: Any, layout: Layout) -> str:
 
 def _check(client: Any, protocol: Protocol, report: Diagnosis) -> None:
     config = protocol.config
-    executor = SyncExecutor(client, config.where, 0)
+    executor = SyncExecutor(client, config.where, 0, cluster=bool(config.cluster))
     with translate(config.where):
         start = time.perf_counter()
         client.ping()

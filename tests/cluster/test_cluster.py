@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 
 from rapidfire import (
     Batch,
@@ -17,9 +18,12 @@ from rapidfire import (
     BatchPolicy,
     LayoutMismatchError,
     RedisConfig,
+    RedisUnavailableError,
 )
+from rapidfire._executor import SyncExecutor
 from rapidfire._keys import Layout
 from tests.conftest import FakeClock, unique_namespace
+from tests.faults.conftest import TcpProxy
 
 from .conftest import (
     cluster_url,
@@ -278,3 +282,52 @@ def test_a_worker_given_one_seed_node_serves_every_shard():
         delete_cluster_namespace(
             RedisConfig.from_url(cluster_url(), namespace=config.namespace)
         )
+
+
+def test_a_pipelined_push_whose_reply_is_lost_is_not_sent_again(
+    cluster_config: RedisConfig,
+):
+    """redis-py's sync cluster pipeline resends, by itself, a command whose
+    reply a connection error took away: a push without a dedupe id would then
+    be stored twice. rapidfire's executor sends it once and reports the error."""
+    conversation = "447700900777"
+    layout = Layout(cluster_config.namespace, 64)
+    ready_key = layout.conversation(conversation).shard.ready
+    with Batcher(cluster_config, POLICY) as batcher:
+        batcher.stats()  # the layout is recorded, the scripts are loaded
+        plain = cluster_config.client()
+        assert isinstance(plain, RedisCluster)
+        owner = plain.get_node_from_key(ready_key)
+        nodes = [(n.host, n.port) for n in plain.get_primaries()]
+        plain.close()
+
+        proxies = {node: TcpProxy(node[1]) for node in nodes}
+        options = dataclasses.replace(
+            cluster_config, command_timeout=0.5
+        )._cluster_options()
+        client = RedisCluster(
+            startup_nodes=[ClusterNode("127.0.0.1", proxies[nodes[0]].port)],
+            address_remap=lambda address: (
+                ("127.0.0.1", proxies[address].port) if address in proxies else address
+            ),
+            **options,
+        )
+        executor = SyncExecutor(client, "proxied", retries=0, cluster=True)
+        calls, _ = batcher.protocol.push_calls(
+            [(conversation, "once"), ("447700900778", "too")]
+        )
+        try:
+            client.ping(target_nodes=client.get_node_from_key(ready_key))
+            # The pooled connection to the owner loses its replies; a new one
+            # would not, as after a connection that died after the request.
+            proxies[(owner.host, owner.port)].lose_replies()
+            with pytest.raises(RedisUnavailableError):
+                executor.run_many(calls)
+        finally:
+            client.close()
+            for proxy in proxies.values():
+                proxy.close()
+        time.sleep(0.3)
+        state = batcher.inspect(conversation)
+
+    assert state.stored_messages == 1
