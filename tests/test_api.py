@@ -302,3 +302,13 @@ def test_every_call_passes_as_many_keys_and_argv_as_its_script_documents():
         else:
             assert len(call.keys) == keys, call.script.name
             assert len(call.args) == argv, call.script.name
+
+
+def test_claim_shares_its_limit_among_the_shards_that_have_work():
+    protocol = Protocol(RedisConfig.from_url("memory://", shards=4), BatchPolicy())
+    peeks = [(0, 0), (3, 1), (0, 0), (5, 0)]  # (ready now, leases run out)
+
+    assert protocol.claim_plan(peeks, start=2, limit=6) == [(3, 5), (1, 1)]
+    assert protocol.claim_plan(peeks, start=0, limit=20) == [(1, 4), (3, 5)]
+    assert protocol.claim_plan(peeks, start=1, limit=0) == []
+    assert protocol.claim_plan([(0, 0)] * 4, start=0, limit=10) == []

@@ -480,12 +480,12 @@ def test_memory_clients_of_one_name_share_data_and_other_names_do_not():
 # -- cluster mode -------------------------------------------------------------------
 
 
-def test_several_seed_nodes_mean_a_cluster_of_64_shards():
+def test_several_seed_nodes_mean_a_cluster_of_256_shards():
     config = RedisConfig.from_url(
         "redis://:s3cret@10.0.0.1:7000,10.0.0.2:7001,[::1]:7002", namespace="bot"
     )
 
-    assert (config.cluster, config.shards) == (True, 64)
+    assert (config.cluster, config.shards) == (True, 256)
     assert config.nodes == (("10.0.0.1", 7000), ("10.0.0.2", 7001), ("::1", 7002))
     assert config.password == "s3cret"
     assert config.describe() == (
@@ -500,7 +500,7 @@ def test_several_seed_nodes_mean_a_cluster_of_64_shards():
     [
         (None, None, (None, None)),
         (False, None, (False, 1)),
-        (True, None, (True, 64)),
+        (True, None, (True, 256)),
         (True, 8, (True, 8)),
         (None, 4, (None, 4)),
     ],

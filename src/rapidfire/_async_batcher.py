@@ -58,6 +58,9 @@ log = logging.getLogger("rapidfire.batcher")
 LAYOUT_RECHECK = 3600.0
 PRODUCER_BEAT = 60.0
 WORKER_SILENCE = 60.0
+# claim() visits up to this many shards one by one; beyond, it first peeks at
+# every shard in one round trip and claims only where there is work.
+WALK_SHARDS = 4
 MAX_ERROR_CHARS = 2000
 # A handler takes a Batch; AsyncBatcher also awaits what it returns.
 AsyncHandler = Callable[[Batch], Any]
@@ -417,6 +420,19 @@ class AsyncBatcher:
         batches: list[Batch] = []
         shards = self._protocol.shard_count
         start, self._next_shard = self._next_shard, (self._next_shard + 1) % shards
+        if shards > WALK_SHARDS:
+            # One round trip to see where there is work, one to claim it.
+            executor = await self._ready()
+            peeks = await executor.run_many(
+                [self._protocol.peek_call(s) for s in range(shards)]
+            )
+            plan = self._protocol.claim_plan(peeks, start, limit)
+            replies = await executor.run_many(
+                [self._protocol.claim_call(s, n) for s, n in plan]
+            )
+            for (shard, _), reply in zip(plan, replies):
+                batches.extend((await self._claimed(shard, reply)).batches)
+            return batches
         for i in range(shards):
             result = await self.claim_shard((start + i) % shards, limit - len(batches))
             batches.extend(result.batches)
@@ -429,7 +445,13 @@ class AsyncBatcher:
         await self._resolve()
         call = self._protocol.claim_call(shard, limit)
         executor = await self._ready()
-        result = self._protocol.decode_claim(shard, await executor.run(call))
+        return await self._claimed(shard, await executor.run(call))
+
+    async def _claimed(self, shard: int, reply: Any) -> ClaimResult:
+        """Decode a claim's reply, dead-letter or retry what cannot be
+        decoded, and tell the observer."""
+        executor = await self._ready()
+        result = self._protocol.decode_claim(shard, reply)
         for batch, problem in result.undecodable:
             # A batch no handler can read: count the delivery, keep the error;
             # after max_attempts it rests in the dead letters with raw bytes.

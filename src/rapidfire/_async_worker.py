@@ -25,13 +25,13 @@ from ._validate import as_seconds
 from ._workloop import (
     HEARTBEAT,
     IDLE_CHECK,
-    RESYNC,
     Schedule,
     count_failure,
     error_text,
     is_async_handler,
     lease_lost,
     parse_wake,
+    resync_period,
     wait_timeout,
     warn_if_overdue,
 )
@@ -92,7 +92,7 @@ class _AsyncWorker:
         self.grace = grace
         self.renew = renew
         self.shards = batcher.protocol.shard_count
-        self.schedule = Schedule(self.shards, RESYNC)
+        self.schedule = Schedule(self.shards, resync_period(self.shards))
         self.report = DrainReport()
         self.jobs: dict[str, _Job] = {}
         self.signal = anyio.Event()

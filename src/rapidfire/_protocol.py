@@ -451,6 +451,26 @@ class Protocol:
             script=script("claim"),
         )
 
+    def peek_call(self, shard: int) -> Call:
+        s = self.layout.shard(shard)
+        return Call(keys=(s.ready, s.leased), args=(self.now(),), script=script("peek"))
+
+    def claim_plan(
+        self, peeks: Sequence[Sequence[Any]], start: int, limit: int
+    ) -> list[tuple[int, int]]:
+        """(shard, limit) pairs that share ``limit`` among the shards with work
+        now, visiting them from ``start`` on (a different shard each time)."""
+        plan = []
+        shards = len(peeks)
+        for i in range(shards):
+            shard = (start + i) % shards
+            due = int(peeks[shard][0]) + int(peeks[shard][1])
+            if due and limit:
+                take = min(due, limit)
+                plan.append((shard, take))
+                limit -= take
+        return plan
+
     def decode_claim(self, shard: int, reply: Sequence[Any]) -> ClaimResult:
         now_ms = int(reply[0])
         batches = []

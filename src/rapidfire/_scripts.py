@@ -23,6 +23,7 @@ SCRIPT_NAMES = (
     "heartbeat",
     "nack",
     "owns",
+    "peek",
     "purge",
     "push",
     "requeue",

@@ -3,8 +3,8 @@
 One loop thread claims and renews leases; handlers run in a thread pool; a
 listener thread follows the namespace's wake channel. The loop sleeps until
 the earliest known deadline, a wake message, a finished handler or the next
-lease renewal: an idle worker sends no commands except a claim per shard every
-``RESYNC`` seconds.
+lease renewal: an idle worker sends no commands except a heartbeat and a claim
+per shard every ``resync_period(shards)`` seconds (30 s, longer for many shards).
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from ._workloop import (
     AWAITABLE_RETURNED,
     HEARTBEAT,
     IDLE_CHECK,
-    RESYNC,
     Schedule,
     count_failure,
     error_text,
     lease_lost,
     parse_wake,
+    resync_period,
     wait_timeout,
     warn_if_overdue,
 )
@@ -90,7 +90,7 @@ class _ThreadWorker:
         self.grace = grace
         self.renew = renew
         self.shards = batcher.protocol.shard_count
-        self.schedule = Schedule(self.shards, RESYNC)
+        self.schedule = Schedule(self.shards, resync_period(self.shards))
         self.report = DrainReport()
         self.jobs: dict[str, _Job] = {}
         self.jobs_lock = threading.Lock()

@@ -29,19 +29,25 @@ __all__ = [
     "IDLE_CHECK",
     "OVERDUE_ALARM",
     "RESYNC",
+    "RESYNC_CLAIMS_PER_SECOND",
     "STOP_POLL",
     "Schedule",
     "count_failure",
     "error_text",
     "is_async_handler",
     "parse_wake",
+    "resync_period",
     "wait_timeout",
     "warn_if_overdue",
 ]
 
 # An idle worker claims every shard at least this often, in case it missed a
-# wake message (pub/sub does not queue messages for a reconnecting client).
+# wake message (pub/sub does not queue messages for a reconnecting client, and
+# a reconnected worker claims every shard at once anyway).
 RESYNC = 30.0
+# ... but on a namespace of many shards, no more than this many claims a
+# second on average: 256 shards are looked at every 128 s.
+RESYNC_CLAIMS_PER_SECOND = 2.0
 # A worker records itself in the namespace this often (see Batcher.heartbeat).
 HEARTBEAT = 15.0
 # How often a worker given a stop event looks at it.
@@ -54,6 +60,11 @@ IDLE_CHECK = 60.0
 # Claim a shard this long after its deadline, so that the server's clock has
 # surely reached it.
 SLACK = 0.001
+
+
+def resync_period(shards: int) -> float:
+    """Seconds between an idle worker's claims of every shard."""
+    return max(RESYNC, shards / RESYNC_CLAIMS_PER_SECOND)
 
 
 def parse_wake(data: bytes | str) -> tuple[int, int, int] | None:

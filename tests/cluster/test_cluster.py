@@ -20,6 +20,7 @@ from rapidfire import (
     RedisConfig,
     RedisUnavailableError,
 )
+from rapidfire._config import CLUSTER_SHARDS
 from rapidfire._executor import SyncExecutor
 from rapidfire._keys import Layout
 from tests.conftest import FakeClock, unique_namespace
@@ -72,7 +73,7 @@ def test_the_cycle_runs_with_conversations_on_every_primary(
     ]
     sizes = {name: node.dbsize() for name, node in _nodes(cluster_config)}
 
-    assert batcher.protocol.shard_count == 64
+    assert batcher.protocol.shard_count == CLUSTER_SHARDS == 256
     assert len(per_node) == 3
     assert all(len(keys) > 10 for keys in per_node.values())
     assert all(size > 0 for size in sizes.values())
@@ -172,7 +173,7 @@ def test_a_different_shard_count_is_refused_by_name(
         with pytest.raises(LayoutMismatchError) as refused:
             second.push("447700900001", "hi again")
         message = str(refused.value)
-        assert '"shards": 64' in message
+        assert '"shards": 256' in message
         assert '"shards": 8' in message
         assert cluster_config.namespace in message
 
@@ -184,7 +185,7 @@ def test_cluster_mode_is_detected_from_one_seed_node():
     resolved = config.detect()
 
     assert (config.cluster, config.shards) == (None, None)
-    assert (resolved.cluster, resolved.shards) == (True, 64)
+    assert (resolved.cluster, resolved.shards) == (True, CLUSTER_SHARDS)
     assert "(cluster)" in resolved.describe()
     client = resolved.client()
     assert isinstance(client, RedisCluster)
@@ -251,7 +252,9 @@ def test_an_idle_worker_hears_deadlines_of_every_node(cluster_config: RedisConfi
         thread.join(10)
 
     nodes = Counter(
-        Layout(cluster_config.namespace, 64).conversation(b.conversation).shard.index
+        Layout(cluster_config.namespace, CLUSTER_SHARDS)
+        .conversation(b.conversation)
+        .shard.index
         for b, _ in handled
     )
     latest = max(at for _, at in handled) - pushed_at
@@ -291,7 +294,7 @@ def test_a_pipelined_push_whose_reply_is_lost_is_not_sent_again(
     reply a connection error took away: a push without a dedupe id would then
     be stored twice. rapidfire's executor sends it once and reports the error."""
     conversation = "447700900777"
-    layout = Layout(cluster_config.namespace, 64)
+    layout = Layout(cluster_config.namespace, CLUSTER_SHARDS)
     ready_key = layout.conversation(conversation).shard.ready
     with Batcher(cluster_config, POLICY) as batcher:
         batcher.stats()  # the layout is recorded, the scripts are loaded
@@ -331,3 +334,39 @@ def test_a_pipelined_push_whose_reply_is_lost_is_not_sent_again(
         state = batcher.inspect(conversation)
 
     assert state.stored_messages == 1
+
+
+def test_claim_peeks_at_every_shard_once_and_claims_where_there_is_work(
+    batcher: Batcher, cluster_config: RedisConfig, clock: FakeClock
+):
+    conversations = [f"4477003{i:05d}" for i in range(5)]
+    batcher.push("447700300999", "warm-up")
+    clock.advance(1.1)
+    (warm,) = batcher.claim(10)  # every node has loaded the scripts now
+    assert batcher.ack(warm)
+    for conversation in conversations:
+        batcher.push(conversation, "hi")
+    clock.advance(1.1)
+    nodes = primaries(cluster_config)
+
+    def scripts_run() -> int:
+        return sum(
+            int(n.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+            for n in nodes
+        )
+
+    before = scripts_run()
+    claimed = batcher.claim(10)
+    calls = scripts_run() - before
+    empty_before = scripts_run()
+    nothing = batcher.claim(10)
+    empty_calls = scripts_run() - empty_before
+    for node in nodes:
+        node.close()
+
+    assert sorted(b.conversation for b in claimed) == sorted(conversations)
+    assert nothing == []
+    # One peek per shard, then one claim per shard that had work; none then.
+    shards = {batcher.protocol.layout.shard_of(c) for c in conversations}
+    assert calls == CLUSTER_SHARDS + len(shards)
+    assert empty_calls == CLUSTER_SHARDS
