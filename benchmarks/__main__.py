@@ -1,11 +1,14 @@
 """Run the benchmarks: ``python -m benchmarks`` or ``make bench``.
 
-Needs ``RAPIDFIRE_BENCH_REDIS_URL`` pointing at a real Redis (a database that
+The suites on the shared server (``push``, ``claim``, ``handover``) need
+``RAPIDFIRE_BENCH_REDIS_URL`` pointing at a real Redis (a database that
 nothing else uses); the embedded server is refused, since its figures would
 not be Redis figures. The heavy suites (``scale``, ``memory``, ``idle``) run
 on a private ``redis-server`` that the runner starts on a free loopback port
-and stops at the end; they are skipped, and say so, when none is installed.
-Prints a table and writes ``benchmarks/results/latest.json``.
+and stops at the end; ``cluster`` starts and stops a Redis Cluster of its
+own. They are skipped, and say so, when no ``redis-server`` is installed. A
+run of heavy suites only does not touch the shared server. Prints a table and
+writes ``benchmarks/results/latest.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from rapidfire import RedisConfig
 
 from . import (
     bench_claim,
+    bench_cluster,
     bench_handover,
     bench_idle,
     bench_memory,
@@ -40,10 +44,15 @@ SUITES: dict[str, Callable[[Setup, Table], None]] = {
     "scale": bench_scale.run,
     "memory": bench_memory.run,
     "idle": bench_idle.run,
+    "cluster": bench_cluster.run,
 }
+# Suites on the shared server (RAPIDFIRE_BENCH_REDIS_URL).
+SHARED = {"push", "claim", "handover"}
 # Suites that fill Redis with millions of keys or read server-wide counters:
 # they run on the private server only.
 PRIVATE = {"scale", "memory", "idle"}
+# Heavy suites that start servers of their own (and stop them).
+OWN_SERVERS = {"cluster"}
 RESULTS = Path(__file__).parent / "results"
 ENV_URL = "RAPIDFIRE_BENCH_REDIS_URL"
 
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-private-server",
         action="store_true",
-        help="skip the suites that need a private server",
+        help="skip the suites that need a private server (or a cluster)",
     )
     parser.add_argument("--log-level", default="ERROR", help="rapidfire's log level")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
@@ -90,30 +99,39 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="  log %(levelname)s %(name)s: %(message)s")
     logging.getLogger("rapidfire").setLevel(args.log_level.upper())
 
-    url = os.environ.get(ENV_URL, "")
-    if not url:
-        print(
-            f"set {ENV_URL} to a real Redis (e.g. redis://127.0.0.1:6379/10)",
-            file=sys.stderr,
-        )
-        return 2
-    config = RedisConfig.from_url(url, namespace=f"bench-{uuid.uuid4().hex[:8]}")
-    if config.is_memory:
-        print(
-            "refusing memory://: benchmark figures must come from a real Redis",
-            file=sys.stderr,
-        )
-        return 2
-    client = config.client()
-    server = client.info("server")
-    client.close()
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    config: RedisConfig | None = None
+    version: str | None = None
+    if SHARED & set(args.suites):
+        url = os.environ.get(ENV_URL, "")
+        if not url:
+            print(
+                f"set {ENV_URL} to a real Redis (e.g. redis://127.0.0.1:6379/10)",
+                file=sys.stderr,
+            )
+            return 2
+        config = RedisConfig.from_url(url, namespace=namespace)
+        if config.is_memory:
+            print(
+                "refusing memory://: benchmark figures must come from a real Redis",
+                file=sys.stderr,
+            )
+            return 2
+        client = config.client()
+        version = client.info("server")["redis_version"]
+        client.close()
+    where = (
+        f"{config.describe()}, Redis {version}"
+        if config is not None
+        else f"servers of their own only (namespace {namespace})"
+    )
     print(
-        f"rapidfire benchmarks on {config.describe()}, Redis {server['redis_version']},"
+        f"rapidfire benchmarks on {where},"
         f" Python {platform.python_version()}, {os.cpu_count()} cores,"
         f" {args.rounds} interleaved rounds, scale {args.scale:g}"
         + (" (--quick)" if args.quick else "")
     )
-    setup = Setup(config, args.rounds, args.scale, args.quick)
+    setup = Setup(config, args.rounds, args.scale, args.quick, namespace=namespace)
     table = Table()
     started = time.time()
     private: PrivateRedis | None = None
@@ -127,13 +145,17 @@ def main(argv: list[str] | None = None) -> int:
             if name in PRIVATE and private is None:
                 table.skip(name, "needs a private redis-server (see --redis-server)")
                 continue
+            if name in OWN_SERVERS and (args.no_private_server or _cannot(name)):
+                table.skip(name, _cannot(name) or "--no-private-server")
+                continue
             began = time.perf_counter()
             SUITES[name](setup, table)
             timings[name] = time.perf_counter() - began
     finally:
         if private is not None:
             private.stop()
-        _cleanup(config)
+        if config is not None:
+            _cleanup(config)
     seconds = time.time() - started
     _summary(table, timings, seconds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -143,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
                 "started": started,
                 "seconds": seconds,
                 "suite_seconds": timings,
-                "redis": server["redis_version"],
-                "server": config.describe(),
+                "redis": version,
+                "server": config.describe() if config is not None else None,
                 "private_server": private.describe() if private else None,
                 "python": platform.python_version(),
                 "machine": platform.platform(),
@@ -160,6 +182,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"wrote {args.out}")
     return 0
+
+
+def _cannot(suite: str) -> str | None:
+    """Why a suite that starts its own servers cannot run here, or None."""
+    if suite == "cluster":
+        return bench_cluster.missing()
+    return None
 
 
 def _start_private(binary: str) -> PrivateRedis | None:

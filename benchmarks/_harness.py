@@ -168,22 +168,32 @@ class Setup:
     """What every suite gets from the runner.
 
     ``config`` is the benchmark database (``RAPIDFIRE_BENCH_REDIS_URL``) with
-    this run's namespace; ``private`` is the run's own ``redis-server`` (None
-    when it could not be started), for the heavy suites.
+    this run's namespace, or None in a run of suites that need no shared
+    server; ``namespace`` is this run's namespace either way (suites on
+    servers of their own name theirs after it); ``private`` is the run's own
+    ``redis-server`` (None when it could not be started), for the heavy
+    suites.
     """
 
-    config: RedisConfig
+    config: RedisConfig | None
     rounds: int
     scale: float
     quick: bool
     private: PrivateRedis | None = None
+    namespace: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.namespace:
+            if self.config is None:
+                raise ValueError("Setup needs a config or a namespace")
+            self.namespace = self.config.namespace
 
     def private_config(self, db: int, namespace: str) -> RedisConfig:
         """A config for database ``db`` of the private server."""
         assert self.private is not None
         return RedisConfig.from_url(
             f"redis://127.0.0.1:{self.private.port}/{db}",
-            namespace=f"{self.config.namespace}-{namespace}",
+            namespace=f"{self.namespace}-{namespace}",
         )
 
 

@@ -55,7 +55,7 @@ def run(setup: Setup, table: Table) -> None:
     assert setup.private is not None
     window = 10.0 if setup.quick else 30.0
     port = setup.private.port
-    namespace = f"{setup.config.namespace}-idle"
+    namespace = f"{setup.namespace}-idle"
     root = Path(__file__).resolve().parent.parent
     children: dict[str, subprocess.Popen[bytes]] = {}
     try:
