@@ -279,6 +279,7 @@ def test_every_call_passes_as_many_keys_and_argv_as_its_script_documents():
         protocol.push_call("c", "m", None),
         protocol.push_call("c", "m", "wamid.1"),
         protocol.claim_call(1, 10),
+        protocol.peek_call(1),
         protocol.ack_call(batch),
         protocol.nack_call(batch, 1.0, "e"),
         protocol.extend_call(batch, 3.0),
