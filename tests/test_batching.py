@@ -1199,7 +1199,18 @@ def test_a_batcher_with_other_shards_on_the_namespace_is_refused(
     assert repr(config.namespace) in str(info.value)
     assert '"shards": 1' in str(info.value)
     assert '"shards": 2' in str(info.value)
-    assert "same shards setting" in str(info.value)
+    assert "same shards setting (RAPIDFIRE_SHARDS=1)" in str(info.value)
+
+
+def test_a_namespace_of_an_older_key_format_is_refused_not_misread(
+    config: RedisConfig, make_batcher: MakeBatcher, raw: redis.Redis
+):
+    batcher = make_batcher()
+    raw.set(batcher.protocol.layout.layout_key, '{"format": 1, "shards": 1}')
+
+    with pytest.raises(LayoutMismatchError, match="another version of rapidfire"):
+        batcher.push(ALICE, 1)
+    assert namespace_keys(raw, config) == [batcher.protocol.layout.layout_key]
 
 
 def test_the_layout_is_checked_soon_after_boot(

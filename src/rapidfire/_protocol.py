@@ -309,13 +309,25 @@ class Protocol:
         except ValueError:
             found = None
         expected = json.loads(self.layout.record())
-        if found != expected:
+        if found == expected:
+            return
+        where = (
+            f"namespace {self.config.namespace!r} at {self.config.where}"
+            f" db={self.config.db} was created with layout {_text(stored)},"
+            f" but this process is configured for {self.layout.record()}"
+        )
+        if isinstance(found, dict) and found.get("format") != expected["format"]:
             raise LayoutMismatchError(
-                f"namespace {self.config.namespace!r} at {self.config.where}"
-                f" db={self.config.db} was created with layout {_text(stored)},"
-                f" but this process is configured for {self.layout.record()}:"
-                " every process of a namespace must use the same shards setting"
+                f"{where}: it was written by another version of rapidfire, whose"
+                " keys this one cannot read; let that version's workers drain it,"
+                " or use a new namespace"
             )
+        shards = found.get("shards") if isinstance(found, dict) else None
+        raise LayoutMismatchError(
+            f"{where}: every process of a namespace must use the same shards"
+            " setting"
+            + (f" (RAPIDFIRE_SHARDS={shards})" if isinstance(shards, int) else "")
+        )
 
     # -- push -------------------------------------------------------------------
 
