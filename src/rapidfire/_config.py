@@ -422,7 +422,9 @@ class RedisConfig:
     # -- connecting ----------------------------------------------------------
 
     def client(self) -> redis.Redis:
-        """A new synchronous redis-py client for this config (bytes replies)."""
+        """A new synchronous redis-py client for this config (bytes replies):
+        a ``RedisCluster`` when ``cluster`` is true. With ``cluster=None``
+        call :meth:`detect` first; batchers do that themselves."""
         if self.is_memory:
             return _memory_client(self, asynchronous=False)  # type: ignore[no-any-return]
         if self.cluster:
@@ -443,7 +445,8 @@ class RedisConfig:
         return redis_sync.Redis(**self._client_options())
 
     def async_client(self) -> redis.asyncio.Redis:
-        """A new asyncio redis-py client for this config (bytes replies)."""
+        """A new asyncio redis-py client for this config (bytes replies);
+        see :meth:`client` (use :meth:`adetect` first)."""
         if self.is_memory:
             return _memory_client(self, asynchronous=True)  # type: ignore[no-any-return]
         if self.cluster:
