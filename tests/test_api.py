@@ -227,6 +227,8 @@ def test_scripts_other_than_claim_take_every_key_from_keys(name: str):
         bound.update(zip(("ready", "leased", "stats", "dead"), values))
     # The first argument of each direct command: the key it touches.
     touched = re.findall(r"redis\.call\(\s*'[A-Z]+'\s*,\s*([^,)]+)", code)
+    # ... and of the _lib helpers that take a key first.
+    touched += re.findall(r"\b(?:zadd|zcard|first_score)\(\s*([^,)]+)", code)
 
     assert touched
     assert "conversation_keys(" not in code

@@ -75,30 +75,54 @@ class AsyncExecutor:
     async def run_many(self, calls: Sequence[Call]) -> list[Any]:
         """Send calls in one pipeline (not a transaction); raise the first error.
 
-        A batch of calls is retried after a connection error only when every
-        call in it is idempotent.
+        When the whole pipeline fails on a connection error, it is sent again
+        only when every call in it is idempotent. When some of its calls fail
+        (on a cluster, one node or one migrating slot), only those are sent
+        again, each alone, when that one may be: the others have run.
         """
+        replies = await self.run_each(calls)
+        for i, reply in enumerate(replies):
+            if isinstance(reply, RedisUnavailableError) and may_resend(
+                reply, [calls[i]]
+            ):
+                replies[i] = (await self._retry([calls[i]], reply, single=True))[0]
+        raise_first_error(replies)
+        return replies
+
+    async def run_each(self, calls: Sequence[Call]) -> list[Any]:
+        """Like :meth:`run_many`, but a call that fails comes back as its
+        StoreError in place of a reply, and the others' replies stand: the
+        batches one claim leased must reach the caller even when another
+        shard's claim in the same round trip was refused."""
         if not calls:
             return []
         try:
-            return await self._send_many(calls)
+            replies = await self._send_many(calls, raise_errors=False)
         except TRANSLATED as exc:
             error = translate_error(exc, self.where)
             if not may_resend(error, calls):
                 raise error from exc
-        return await self._retry(calls, error, single=False)
+            return await self._retry(calls, error, single=False)
+        return [
+            translate_error(r, self.where) if isinstance(r, TRANSLATED) else r
+            for r in replies
+        ]
 
     async def _retry(
         self, calls: Sequence[Call], error: RedisUnavailableError, *, single: bool
     ) -> list[Any]:
         """Send again, up to ``retries`` times, after ``error`` on the first try.
 
-        A request the cluster refused (a slot in migration) gets at least
-        REFUSED_RETRIES tries, about 7 s in all: a migration takes that long.
+        A request the cluster refused, or one a slot migration stood in the
+        way of, gets at least REFUSED_RETRIES tries, about 7 s in all: a
+        migration takes that long. The error raised in the end says whether
+        the request may have run: it may, when any try's outcome is unknown.
         """
-        tries = max(self.retries, REFUSED_RETRIES) if error.refused else self.retries
+        long = error.refused or error.migrating
+        tries = max(self.retries, REFUSED_RETRIES) if long else self.retries
+        unknown = not error.refused
         for delay in retry_delays(tries):
-            if error.refused:
+            if long:
                 log.info("%s; trying again in %.2fs", error, delay)
             else:
                 log.warning(
@@ -112,8 +136,15 @@ class AsyncExecutor:
                         return [await self._send(calls[0])]
                     return await self._send_many(calls)
             except RedisUnavailableError as exc:
+                if exc.refused and unknown:
+                    exc = RedisUnavailableError(
+                        f"{exc}; an earlier try may have run",
+                        where=exc.where,
+                        migrating=exc.migrating,
+                    )
                 if not may_resend(exc, calls):
-                    raise
+                    raise exc from None
+                unknown = unknown or not exc.refused
                 error = exc
         raise error
 
@@ -150,7 +181,9 @@ class AsyncExecutor:
                 script.sha, len(call.keys), *call.keys, *call.args
             )
 
-    async def _send_many(self, calls: Sequence[Call]) -> list[Any]:
+    async def _send_many(
+        self, calls: Sequence[Call], *, raise_errors: bool = True
+    ) -> list[Any]:
         replies = await self._pipeline(calls)
         missing = [
             i
@@ -174,7 +207,8 @@ class AsyncExecutor:
                         replies[i] = await self._send(calls[i])
                     except TRANSLATED as exc:
                         replies[i] = exc
-        raise_first_error(replies)
+        if raise_errors:
+            raise_first_error(replies)
         return replies
 
     async def _pipeline(self, calls: Sequence[Call]) -> list[Any]:

@@ -21,6 +21,7 @@ from ._errors import (
     InvalidArgumentError,
     LeaseLostError,
     RedisCommandError,
+    StoreError,
 )
 from ._executor import SyncExecutor
 from ._logging import mask
@@ -417,16 +418,27 @@ class Batcher:
         start, self._next_shard = self._next_shard, (self._next_shard + 1) % shards
         if shards > WALK_SHARDS:
             # One round trip to see where there is work, one to claim it.
+            # A shard whose peek or claim fails (its slot is migrating, say)
+            # is left for the next call; the other shards' batches stand.
             executor = self._ready()
-            peeks = executor.run_many(
+            peeks = executor.run_each(
                 [self._protocol.peek_call(s) for s in range(shards)]
             )
-            plan = self._protocol.claim_plan(peeks, start, limit)
-            replies = executor.run_many(
+            usable = [(0, 0) if isinstance(p, StoreError) else p for p in peeks]
+            plan = self._protocol.claim_plan(usable, start, limit)
+            replies = executor.run_each(
                 [self._protocol.claim_call(s, n) for s, n in plan]
             )
+            failed = [r for r in [*peeks, *replies] if isinstance(r, StoreError)]
             for (shard, _), reply in zip(plan, replies):
-                batches.extend((self._claimed(shard, reply)).batches)
+                if not isinstance(reply, StoreError):
+                    batches.extend((self._claimed(shard, reply)).batches)
+            if failed and len(failed) == len(peeks) + len(replies):
+                raise failed[0]
+            if failed:
+                log.info(
+                    "claim skipped %d shard(s) this time: %s", len(failed), failed[0]
+                )
             return batches
         for i in range(shards):
             result = self.claim_shard((start + i) % shards, limit - len(batches))

@@ -275,7 +275,8 @@ def _namespace_in(
         other = Layout(config.namespace, shards)
         pending = stored = 0
         for shard in other.all_shards():
-            pending += client.zcard(shard.ready) + client.zcard(shard.leased)
+            for index in (shard.ready, shard.leased):
+                pending += client.zcount(index, "-inf", "(+inf")  # no sentinel
             stored += stored_messages(decode_counters(client.hgetall(shard.stats)))
         return pending, max(0, stored), int(peers)
     finally:

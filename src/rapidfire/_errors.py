@@ -80,11 +80,21 @@ class RedisUnavailableError(StoreError):
     ``refused`` is true when Redis said it did not run the request (a cluster
     slot in migration, a cluster without a primary for the slot): such a
     request is safe to send again even when it is not idempotent.
+    ``migrating`` is true when a cluster slot migration stood in the way,
+    which passes in seconds.
     """
 
-    def __init__(self, message: str, *, where: str = "", refused: bool = False):
+    def __init__(
+        self,
+        message: str,
+        *,
+        where: str = "",
+        refused: bool = False,
+        migrating: bool = False,
+    ):
         super().__init__(message, where=where)
         self.refused = refused
+        self.migrating = migrating
 
 
 class RedisAuthenticationError(StoreError):
@@ -125,10 +135,14 @@ def translate_error(exc: BaseException, where: str) -> StoreError:
             f"Redis Cluster at {where} did not run the request: {exc}",
             where=where,
             refused=True,
+            migrating=isinstance(exc, redis.exceptions.TryAgainError),
         )
     if isinstance(exc, redis.exceptions.ResponseError) and _MOVED_UNDER_SCRIPT in text:
         return RedisUnavailableError(
-            f"Redis Cluster at {where} is migrating a slot: {exc}", where=where
+            f"Redis Cluster at {where} is migrating a slot (the request may have"
+            f" run in part): {exc}",
+            where=where,
+            migrating=True,
         )
     if isinstance(exc, redis.exceptions.RedisClusterException):
         if "not enabled" in text:

@@ -730,7 +730,7 @@ class Protocol:
                 "ZRANGEBYSCORE",
                 s.dead,
                 self._dead_since(now_ms),
-                "+inf",
+                "(+inf",  # not the sentinel
                 "WITHSCORES",
                 "LIMIT",
                 0,
@@ -823,9 +823,10 @@ class Protocol:
         calls = []
         for s in self.layout.all_shards():
             calls += [
-                Call.command("ZCARD", s.ready),
-                Call.command("ZCARD", s.leased),
-                Call.command("ZCOUNT", s.dead, self._dead_since(now_ms), "+inf"),
+                # "(+inf": the sorted sets' sentinel member is not counted.
+                Call.command("ZCOUNT", s.ready, "-inf", "(+inf"),
+                Call.command("ZCOUNT", s.leased, "-inf", "(+inf"),
+                Call.command("ZCOUNT", s.dead, self._dead_since(now_ms), "(+inf"),
                 Call.command("HGETALL", s.stats),
                 Call.command("ZCOUNT", s.ready, "-inf", now_ms),
                 Call.command("ZRANGE", s.ready, 0, 0, "WITHSCORES"),

@@ -364,6 +364,8 @@ def note(event, batch):
         "reason": str(batch.reason),
         "conversation": batch.conversation,
         "messages": list(batch.messages),
+        "claimed_at": batch.claimed_at,
+        "at": time.time(),
     }
     with open(os.environ["OUT"], "a") as out:
         out.write(json.dumps(line) + "\\n")
@@ -390,10 +392,17 @@ class Worker:
         self.out = out
         self.log = log
 
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+    def events(
+        self, kind: str | None = None, *, timed: bool = False
+    ) -> list[dict[str, Any]]:
+        """The handler's notes; ``timed`` keeps when each was written and
+        when its batch was claimed, which differ from one note to the next."""
         if not self.out.exists():
             return []
         found = [json.loads(line) for line in self.out.read_text().splitlines()]
+        if not timed:
+            for event in found:
+                del event["at"], event["claimed_at"]
         return [e for e in found if kind is None or e["event"] == kind]
 
     def wait_for(self, kind: str, count: int = 1) -> list[dict[str, Any]]:

@@ -32,6 +32,37 @@ local function fmt(x)
   return string.format('%.0f', x)
 end
 
+-- Redis Cluster and slot migrations. While a slot migrates, a script runs on
+-- the node it is leaving only if every key it declares is still there, and
+-- fails half-way ("non local key") when it touches a key that is not: one
+-- that had already moved, or one the script itself emptied (Redis deletes an
+-- empty list or sorted set) and touches again. The scripts therefore
+--   * keep a member SENTINEL at +inf in each of a shard's sorted sets (ready,
+--     leased, dead, missing), so that they never empty;
+--   * read what they need of a conversation's lists before they shorten
+--     them, and do not touch a list again once it may be empty;
+--   * (claim) read every conversation they will serve before writing any.
+local SENTINEL = ''
+
+-- ZADD that also keeps the sentinel: use it for every shard sorted set.
+local function zadd(key, score, member)
+  redis.call('ZADD', key, score, member, '+inf', SENTINEL)
+end
+
+-- Members of a shard's sorted set, the sentinel not counted.
+local function zcard(key)
+  return redis.call('ZCOUNT', key, '-inf', '(+inf')
+end
+
+-- The lowest score of a shard's sorted set, or nil when it holds none.
+local function first_score(key)
+  local r = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if r[1] and r[1] ~= SENTINEL then
+    return tonumber(r[2])
+  end
+  return nil
+end
+
 local function parse(raw)
   local id, n, first, last, ready, why, open, attempt, token, err = string.match(
     raw, '^([^|]+)|(%d+)|(%-?%d+)|(%-?%d+)|(%-?%d+)|([%a_]+)|([01])|(%d+)|(%d*)|(.*)$')
@@ -89,27 +120,26 @@ end
 -- Tell idle workers when a deadline becomes the earliest of the shard, so they
 -- can sleep until then instead of polling. Payload: shard:deadline:server_now.
 local function wake_if_earliest(ctx, score, now)
-  local r = redis.call('ZRANGE', ctx.ready, 0, 0, 'WITHSCORES')
-  local l = redis.call('ZRANGE', ctx.leased, 0, 0, 'WITHSCORES')
   local earliest = score
-  if r[2] and tonumber(r[2]) < earliest then earliest = tonumber(r[2]) end
-  if l[2] and tonumber(l[2]) < earliest then earliest = tonumber(l[2]) end
+  local r, l = first_score(ctx.ready), first_score(ctx.leased)
+  if r and r < earliest then earliest = r end
+  if l and l < earliest then earliest = l end
   if score <= earliest then
     redis.call(ctx.publish, ctx.channel,
       ctx.shard .. ':' .. fmt(score) .. ':' .. fmt(now))
   end
 end
 
--- Put the conversation's head batch (if any) in the ready index. Called when
--- the head changed: after an ack, a dead letter or a requeue.
-local function schedule_head(ctx, conv, keys, now)
-  local raw = redis.call('LINDEX', keys.b, 0)
+-- Put the conversation's new head batch in the ready index: the record
+-- `raw` that remove_head returned, or nil when the conversation has no batch
+-- left. Called after an ack or a dead letter.
+local function schedule_head(ctx, conv, raw, now)
   if not raw then
     redis.call('ZREM', ctx.ready, conv)
     return
   end
   local head = parse(raw)
-  redis.call('ZADD', ctx.ready, head.ready, conv)
+  zadd(ctx.ready, head.ready, conv)
   wake_if_earliest(ctx, head.ready, now)
 end
 
@@ -131,15 +161,23 @@ local function holds(ctx, conv, keys, token, batch_id, now)
   return head
 end
 
--- Drop the head batch and its messages from the conversation.
+-- Drop the head batch and its messages from the conversation. Returns the
+-- next batch's record, or nil when none is left: then both lists are gone.
 local function remove_head(ctx, conv, keys, head)
-  redis.call('LTRIM', keys.m, head.n, -1)
-  redis.call('LPOP', keys.b)
+  local next_raw = redis.call('LINDEX', keys.b, 1)
+  if next_raw then
+    redis.call('LTRIM', keys.m, head.n, -1)
+    redis.call('LPOP', keys.b)
+  else
+    redis.call('DEL', keys.m, keys.b)
+  end
   redis.call('ZREM', ctx.leased, conv)
+  return next_raw
 end
 
 -- Move the head batch to the shard's dead letters, keeping its messages and
 -- the last error, then make the next batch of the conversation claimable.
+-- Returns the next batch's record, or nil (see remove_head).
 -- dl and dm are the dead letter's hash and message list (prefix .. 'dl:' .. id
 -- and prefix .. 'dm:' .. id).
 local function dead_letter(ctx, conv, keys, head, err, now, dl, dm)
@@ -156,12 +194,13 @@ local function dead_letter(ctx, conv, keys, head, err, now, dl, dm)
   redis.call('PEXPIRE', dm, ctx.dead_ttl)
   -- Letters older than dead_ttl have expired on their own; drop their ids.
   redis.call('ZREMRANGEBYSCORE', ctx.dead, '-inf', '(' .. fmt(now - ctx.dead_ttl))
-  redis.call('ZADD', ctx.dead, now, head.id)
+  zadd(ctx.dead, now, head.id)
   redis.call('PEXPIRE', ctx.dead, ctx.dead_ttl)
-  remove_head(ctx, conv, keys, head)
+  local next_raw = remove_head(ctx, conv, keys, head)
   redis.call('HINCRBY', ctx.stats, 'dead_lettered', 1)
   redis.call('HINCRBY', ctx.stats, 'dead_messages', head.n)
-  schedule_head(ctx, conv, keys, now)
+  schedule_head(ctx, conv, next_raw, now)
+  return next_raw
 end
 
 local function touch_shard(ctx)

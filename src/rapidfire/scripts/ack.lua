@@ -18,11 +18,11 @@ local head = holds(ctx, conv, keys, ARGV[3], ARGV[4], now)
 if not head then
   return 0
 end
-remove_head(ctx, conv, keys, head)
+local next_raw = remove_head(ctx, conv, keys, head)
 redis.call('HINCRBY', ctx.stats, 'acked', 1)
 redis.call('HINCRBY', ctx.stats, 'acked_messages', head.n)
-schedule_head(ctx, conv, keys, now)
-if redis.call('EXISTS', keys.b) == 1 then
+schedule_head(ctx, conv, next_raw, now)
+if next_raw then  -- the lists are gone otherwise: touch them no more
   touch(keys, ctx.ttl)
 end
 touch_shard(ctx)

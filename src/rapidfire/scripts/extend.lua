@@ -18,7 +18,7 @@ if not holds(ctx, conv, keys, ARGV[3], ARGV[4], now) then
   return 0
 end
 local until_ms = now + tonumber(ARGV[5])
-redis.call('ZADD', ctx.leased, until_ms, conv)
+zadd(ctx.leased, until_ms, conv)
 touch(keys, ctx.ttl)
 touch_shard(ctx)
 return until_ms

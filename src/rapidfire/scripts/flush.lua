@@ -26,7 +26,7 @@ end
 tail.open, tail.why, tail.ready = false, 'flush', now
 redis.call('LSET', keys.b, -1, encode(tail))
 if redis.call('LLEN', keys.b) == 1 and not redis.call('ZSCORE', ctx.leased, conv) then
-  redis.call('ZADD', ctx.ready, now, conv)
+  zadd(ctx.ready, now, conv)
   wake_if_earliest(ctx, now, now)
 end
 touch(keys, ctx.ttl)

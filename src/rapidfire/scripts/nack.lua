@@ -38,7 +38,7 @@ if ARGV[6] ~= '' then
 end
 redis.call('LSET', keys.b, 0, encode(head))
 redis.call('ZREM', ctx.leased, conv)
-redis.call('ZADD', ctx.ready, head.ready, conv)
+zadd(ctx.ready, head.ready, conv)
 redis.call('HINCRBY', ctx.stats, counted and 'retried' or 'released', 1)
 wake_if_earliest(ctx, head.ready, now)
 touch(keys, ctx.ttl)

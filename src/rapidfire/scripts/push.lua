@@ -38,18 +38,20 @@ local function push_conversation(conv, keys, first, n)
   local tail = last[#last] and parse(last[#last]) or nil
   local tail_is_head = #last == 1
   local had_batches = tail ~= nil
-  local pushed, duplicates, pruned = 0, 0, false
+  local pushed, duplicates, remembered = 0, 0, false
   local head_pushed = false  -- did a message join the head batch (or open it)?
 
   for i = first, first + 2 * n - 1, 2 do
     local dedupe_id, message = ARGV[i], ARGV[i + 1]
     local duplicate = false
     if dedupe_id ~= '' then
-      if not pruned then
-        redis.call('ZREMRANGEBYSCORE', keys.d, '-inf', now - dedupe_window)
-        pruned = true
+      -- Seen within the window? An older sighting has expired: push again.
+      local seen = redis.call('ZSCORE', keys.d, dedupe_id)
+      duplicate = seen and tonumber(seen) > now - dedupe_window
+      if not duplicate then
+        redis.call('ZADD', keys.d, now, dedupe_id)
+        remembered = true
       end
-      duplicate = redis.call('ZADD', keys.d, 'NX', now, dedupe_id) == 0
     end
 
     if duplicate then
@@ -99,7 +101,7 @@ local function push_conversation(conv, keys, first, n)
     -- open head is never leased, so the conversation is in the ready index (or
     -- enters it now, when it had no batch).
     if head_pushed then
-      redis.call('ZADD', ctx.ready, head_ready, conv)
+      zadd(ctx.ready, head_ready, conv)
       -- Pushes only move an open batch's deadline later; a conversation's first
       -- batch, or a full one, may bring the shard's earliest deadline closer.
       if not had_batches or head_ready <= now then
@@ -108,7 +110,10 @@ local function push_conversation(conv, keys, first, n)
     end
     touch(keys, ctx.ttl)
   end
-  if pruned then
+  if remembered then
+    -- Forget ids older than the window. Only after adding one: the set then
+    -- cannot empty, and a key emptied mid-script must not be touched again.
+    redis.call('ZREMRANGEBYSCORE', keys.d, '-inf', now - dedupe_window)
     redis.call('PEXPIRE', keys.d, dedupe_window)
   end
   total_pushed = total_pushed + pushed

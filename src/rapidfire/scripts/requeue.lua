@@ -31,27 +31,38 @@ local rec = {
   why = 'requeued', open = false, attempt = 0, token = '', error = '',
 }
 
+-- The requeued batch goes first, or right after the batch in flight. A list
+-- is never emptied on the way (see _lib.lua): with nothing after the batch in
+-- flight it is appended; otherwise the batch in flight is lifted off the
+-- front, the requeued one put there, and the one in flight put back.
 local leased = redis.call('ZSCORE', ctx.leased, conv)
-local held_msgs, held_rec = {}, nil
-if leased then
-  held_rec = redis.call('LPOP', keys.b)
-  local held = parse(held_rec)
-  if held.n > 0 then
-    held_msgs = redis.call('LPOP', keys.m, held.n)
+if leased and redis.call('LLEN', keys.b) == 1 then
+  for i = 1, #msgs, 1000 do
+    redis.call('RPUSH', keys.m, unpack(msgs, i, math.min(i + 999, #msgs)))
   end
-end
-for i = #msgs, 1, -1 do
-  redis.call('LPUSH', keys.m, msgs[i])
-end
-redis.call('LPUSH', keys.b, encode(rec))
-if held_rec then
-  for i = #held_msgs, 1, -1 do
-    redis.call('LPUSH', keys.m, held_msgs[i])
-  end
-  redis.call('LPUSH', keys.b, held_rec)
+  redis.call('RPUSH', keys.b, encode(rec))
 else
-  redis.call('ZADD', ctx.ready, now, conv)
-  wake_if_earliest(ctx, now, now)
+  local held_msgs, held_rec = {}, nil
+  if leased then
+    held_rec = redis.call('LPOP', keys.b)
+    local held = parse(held_rec)
+    if held.n > 0 then
+      held_msgs = redis.call('LPOP', keys.m, held.n)
+    end
+  end
+  for i = #msgs, 1, -1 do
+    redis.call('LPUSH', keys.m, msgs[i])
+  end
+  redis.call('LPUSH', keys.b, encode(rec))
+  if held_rec then
+    for i = #held_msgs, 1, -1 do
+      redis.call('LPUSH', keys.m, held_msgs[i])
+    end
+    redis.call('LPUSH', keys.b, held_rec)
+  else
+    zadd(ctx.ready, now, conv)
+    wake_if_earliest(ctx, now, now)
+  end
 end
 
 redis.call('HINCRBY', ctx.stats, 'requeued', 1)
