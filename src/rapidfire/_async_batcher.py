@@ -215,12 +215,19 @@ class AsyncBatcher:
         if config.is_memory or seen in SERVERS_CHECKED:
             return
         SERVERS_CHECKED.add(seen)
-        for risk in await self._server_risks(executor):
+        try:
+            risks = await self._server_risks(executor)
+        except StoreError as exc:  # a warning must never fail the caller's call
+            log.warning("could not read the settings of Redis at %s: %s", seen[0], exc)
+            return
+        for risk in risks:
             log.warning("%s", risk)
 
     async def _server_risks(self, executor: AsyncExecutor) -> list[str]:
         try:
-            replies = await executor.run_many(self._protocol.server_check_calls())
+            replies = await executor.run_on_primaries(
+                self._protocol.server_check_calls()
+            )
         except RedisCommandError as exc:  # CONFIG may be disabled (managed Redis)
             return [self._protocol.unreadable_settings(exc)]
         return self._protocol.decode_server_check(replies)

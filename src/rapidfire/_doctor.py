@@ -118,7 +118,7 @@ def _check(client: Any, protocol: Protocol, report: Diagnosis) -> None:
 
     try:
         risks = protocol.decode_server_check(
-            executor.run_many(protocol.server_check_calls())
+            executor.run_on_primaries(protocol.server_check_calls())
         )
     except RapidfireError as exc:  # CONFIG is disabled on some managed servers
         risks = [protocol.unreadable_settings(exc)]

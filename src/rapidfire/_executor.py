@@ -88,6 +88,23 @@ class SyncExecutor:
         raise_first_error(replies)
         return replies
 
+    def run_on_primaries(self, calls: Sequence[Call]) -> dict[str, list[Any]]:
+        """Replies to each plain command from every primary of a cluster, or
+        from the one server, by ``host:port``: what a server check must read
+        on each node."""
+        if not self.cluster:
+            return {self.where: self.run_many(calls)}
+        by_node: dict[str, list[Any]] = {}
+        with translate(self.where):
+            if not self.client.get_primaries():  # the slot map is read lazily
+                self.client.nodes_manager.initialize()
+            for node in self.client.get_primaries():
+                by_node[node.name] = [
+                    self.client.execute_command(*call.args, target_nodes=node)
+                    for call in calls
+                ]
+        return by_node
+
     def run_each(self, calls: Sequence[Call]) -> list[Any]:
         """Like :meth:`run_many`, but a call that fails comes back as its
         StoreError in place of a reply, and the others' replies stand: the

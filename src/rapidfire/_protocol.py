@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeGuard, Union
 
@@ -692,12 +692,22 @@ class Protocol:
             " persistence is on; check both with your provider"
         )
 
-    def decode_server_check(self, replies: Sequence[Any]) -> list[str]:
-        """What in the server's settings puts the namespace's work at risk."""
+    def decode_server_check(
+        self, replies_by_node: Mapping[str, Sequence[Any]]
+    ) -> list[str]:
+        """What in the server's settings (each primary's, on a cluster) puts
+        the namespace's work at risk."""
+        risks = []
+        for node, replies in replies_by_node.items():
+            risks += self._settings_risks(node, replies)
+        return risks
+
+    @staticmethod
+    def _settings_risks(node: str, replies: Sequence[Any]) -> list[str]:
         values = {}
         for reply in replies:
             values.update({_text(k): _text(v) for k, v in dict(reply).items()})
-        where = f"Redis at {self.config.where}"
+        where = f"Redis at {node}"
         risks = []
         policy = values.get("maxmemory-policy", "noeviction")
         if policy != "noeviction":

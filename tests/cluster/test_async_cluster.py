@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from rapidfire import AsyncBatcher, Batch, BatchPolicy, RedisConfig
 
-from .conftest import namespace_keys_per_node
+from .conftest import namespace_keys_per_node, primaries
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(60)]
 
@@ -61,3 +61,25 @@ async def test_async_batches_over_every_primary(cluster_config: RedisConfig):
     assert handled == dict.fromkeys(conversations, (1, 2))
     assert took < 5.0  # woken by the pushes, not by the 30 s resync
     assert (stats.pending, stats.stored_messages, stats.acked) == (0, 0, 30)
+
+
+async def test_every_primary_s_settings_are_checked(cluster_config: RedisConfig):
+    """A first call of a process checks the server: on a cluster, each node."""
+    nodes = primaries(cluster_config)
+    last = nodes[-1]
+    kwargs = last.connection_pool.connection_kwargs
+    name = f"{kwargs['host']}:{kwargs['port']}"
+    last.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        async with AsyncBatcher(cluster_config) as batcher:
+            receipt = await batcher.push("447700900555", "hi")
+            risks = await batcher.check_server()
+    finally:
+        last.config_set("maxmemory-policy", "noeviction")
+        for node in nodes:
+            node.close()
+
+    assert receipt.size == 1
+    evicting = [r for r in risks if "maxmemory-policy allkeys-lru" in r]
+    assert len(evicting) == 1
+    assert evicting[0].startswith(f"Redis at {name} ")
