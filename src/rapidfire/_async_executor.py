@@ -135,7 +135,7 @@ class AsyncExecutor:
         migration takes that long. The error raised in the end says whether
         the request may have run: it may, when any try's outcome is unknown.
         """
-        long = error.refused or error.migrating
+        long = (error.refused or error.migrating) and all(c.patient for c in calls)
         tries = max(self.retries, REFUSED_RETRIES) if long else self.retries
         unknown = not error.refused
         for delay in retry_delays(tries):

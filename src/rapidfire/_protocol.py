@@ -82,10 +82,13 @@ class Call:
     """One request: a script (``script`` set) or a plain command.
 
     ``idempotent`` marks a request that may be sent again after a connection
-    failure left its outcome unknown.
+    failure left its outcome unknown. ``patient`` (the default) lets a request
+    that a cluster slot migration stands in the way of be sent again for
+    seconds; a claim is not, since its caller claims again anyway and a worker
+    has other shards to serve meanwhile.
     """
 
-    __slots__ = ("args", "idempotent", "keys", "script")
+    __slots__ = ("args", "idempotent", "keys", "patient", "script")
 
     def __init__(
         self,
@@ -93,11 +96,13 @@ class Call:
         args: tuple[Arg, ...],
         script: Script | None = None,
         idempotent: bool = True,
+        patient: bool = True,
     ) -> None:
         self.keys = keys
         self.args = args
         self.script = script
         self.idempotent = idempotent
+        self.patient = patient
 
     def __repr__(self) -> str:
         name = self.script.name if self.script else self.args[0]
@@ -461,11 +466,17 @@ class Protocol:
                 self._settings[shard],
             ),
             script=script("claim"),
+            patient=False,
         )
 
     def peek_call(self, shard: int) -> Call:
         s = self.layout.shard(shard)
-        return Call(keys=(s.ready, s.leased), args=(self.now(),), script=script("peek"))
+        return Call(
+            keys=(s.ready, s.leased),
+            args=(self.now(),),
+            script=script("peek"),
+            patient=False,
+        )
 
     def claim_plan(
         self, peeks: Sequence[Sequence[Any]], start: int, limit: int

@@ -141,31 +141,46 @@ class _ThreadWorker:
             if stop_at is None and free > 0:
                 idle_check = self.until_idle and not self.jobs
                 shards = range(self.shards) if idle_check else self.schedule.due(now)
-                try:
-                    for shard in shards:
-                        epoch = self.schedule.epoch(shard)
+                tried, failed = 0, 0
+                error: RedisUnavailableError | None = None
+                for shard in shards:
+                    epoch = self.schedule.epoch(shard)
+                    tried += 1
+                    try:
                         result = self.batcher.claim_shard(shard, free)
-                        self.schedule.claimed(
-                            shard,
-                            result.next_deadline_ms,
-                            result.server_now_ms,
-                            time.monotonic(),
-                            epoch,
-                        )
-                        empty[shard] = result.ready == 0 and result.leased == 0
-                        for batch in result.batches:
-                            self._start(pool, batch)
-                        free -= len(result.batches)
-                        if free <= 0:
+                    except RedisUnavailableError as exc:
+                        failed, error = failed + 1, exc
+                        if not (exc.refused or exc.migrating):
+                            tried = failed  # Redis itself is away: stop here
                             break
-                    failures = 0
-                except RedisUnavailableError as exc:
+                        # This shard only (its slot is migrating): it is
+                        # tried again after a backoff; the others go on.
+                        if self.schedule.failed(shard, time.monotonic()) == 1:
+                            log.warning("claim of shard %d failed: %s", shard, exc)
+                        continue
+                    self.schedule.claimed(
+                        shard,
+                        result.next_deadline_ms,
+                        result.server_now_ms,
+                        time.monotonic(),
+                        epoch,
+                    )
+                    empty[shard] = result.ready == 0 and result.leased == 0
+                    for batch in result.batches:
+                        self._start(pool, batch)
+                    free -= len(result.batches)
+                    if free <= 0:
+                        break
+                if error is not None and failed == tried:
+                    # Every claim failed: Redis itself is away. Wait, then
+                    # claim every shard once it answers.
                     failures += 1
                     pause = min(10.0, 0.5 * 2 ** min(failures, 5))
-                    log.warning("claim failed (%s); retrying in %.1fs", exc, pause)
+                    log.warning("claim failed (%s); retrying in %.1fs", error, pause)
                     self.schedule.all_due()
                     self.closed.wait(pause)
                     continue
+                failures = 0
                 if (
                     idle_check
                     and not self.jobs

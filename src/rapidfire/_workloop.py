@@ -85,6 +85,7 @@ class Schedule:
         # Bumped by every wake and resync: a claim whose reply arrives after
         # one must not overwrite the newer deadline with its older view.
         self._epoch = [0] * shards
+        self._failures = [0] * shards
         self._lock = threading.Lock()
         self.resync = resync
         self._next_resync = time.monotonic() + resync
@@ -108,9 +109,20 @@ class Schedule:
         """A claim of ``shard``, sent at ``epoch``, answered at local time ``at``."""
         due = math.inf if next_ms is None else self._local(next_ms, server_now_ms, at)
         with self._lock:
+            self._failures[shard] = 0
             if self._epoch[shard] != epoch:
                 due = min(due, self._due[shard])
             self._due[shard] = due
+
+    def failed(self, shard: int, at: float) -> int:
+        """A claim of ``shard`` failed (its slot may be migrating): try that
+        shard again after a backoff of its own, while the others go on.
+        Returns how many claims of it failed in a row."""
+        with self._lock:
+            self._failures[shard] += 1
+            streak = self._failures[shard]
+            self._due[shard] = at + min(10.0, 0.5 * 2 ** min(streak - 1, 5))
+        return streak
 
     def woken(
         self, shard: int, deadline_ms: int, server_now_ms: int, at: float

@@ -817,3 +817,66 @@ def test_a_claim_while_its_slot_is_migrating_leases_only_what_it_hands_over(
     assert [(b.conversation, b.attempt, b.messages) for b in got] == [
         (alice, 1, ("hi",))
     ], alice_now
+
+
+def test_a_slot_stuck_mid_migration_holds_up_no_other_shard(
+    own_cluster: Cluster, nodes: list[Node]
+) -> None:
+    """An interrupted reshard leaves a slot half moved: one conversation's
+    messages on the target, the rest on the source. That shard's claims fail
+    until the move is finished; a worker's drain serves every other shard
+    meanwhile, and dead-letters nothing."""
+    config = RedisConfig.from_url(
+        own_cluster.url, namespace=unique_namespace("mig"), cluster=True
+    )
+    layout = layout_of(config)
+    shard = shard_of(layout, nodes)
+    stuck = shard.conversations[0]
+    others = [f"1777{i:07d}" for i in range(200)]
+    others = [c for c in others if layout.shard_of(c) != shard.keys.index][:60]
+    handled: dict[str, float] = {}
+    stop = threading.Event()
+    policy = replace(POLICY, lease=2.0, max_attempts=2)
+    with Batcher(config, policy) as producer, Batcher(config, policy) as worker:
+        assert worker.claim_shard(shard.keys.index, 1).batches == []  # sentinels
+        producer.push(stuck, "held up")
+        producer.flush(stuck)
+        begin_migration(shard.slot, shard.source, shard.target)
+        key = layout.conversation(stuck).messages
+        shard.source.command(
+            "MIGRATE", shard.target.host, shard.target.port, "", 0, 5000, "KEYS", key
+        )
+        try:
+            for conversation in others:
+                producer.push(conversation, "hi")
+
+            def handle(batch: Batch) -> None:
+                handled[batch.conversation] = time.monotonic()
+                if all(c in handled for c in others):
+                    stop.set()
+
+            started = time.monotonic()
+            thread = threading.Thread(
+                target=worker.drain, args=(handle,), kwargs={"stop": stop}
+            )
+            thread.start()
+            stop.wait(20)
+            stop.set()
+            thread.join(20)
+            took = max(handled.values(), default=started) - started
+            meanwhile = set(handled)
+            during = producer.stats()
+        finally:
+            move_keys(shard.slot, shard.source, shard.target)
+            end_migration(shard.slot, shard.source, shard.target, nodes)
+        report = worker.drain(
+            lambda b: handled.setdefault(b.conversation, 0.0), until_idle=True
+        )
+        after = producer.stats()
+
+    assert sorted(meanwhile) == sorted(others)
+    assert took < 10.0, f"{took:.1f}s for the other shards"
+    assert during.dead == 0
+    assert stuck in handled
+    assert report.handled >= 1
+    assert (after.dead, after.pending, after.in_flight) == (0, 0, 0)
