@@ -200,13 +200,13 @@ class AsyncBatcher:
         config = self.config
         if not config.cluster:
             return config.async_client()
-        nodes = list(config.nodes)
-        if self._executor is not None:
-            try:
-                known = self._executor.client.get_primaries()
-                nodes = [(n.host, n.port) for n in known] or nodes
-            except Exception as exc:  # the slot map may be refreshing
-                log.debug("no cluster nodes known yet: %s", exc)
+        nodes = list(config.nodes)  # seeds: they may be replicas, or down
+        try:
+            executor = await self._ready()  # connected: the primaries are known
+            known = executor.client.get_primaries()
+            nodes = [(n.host, n.port) for n in known] or nodes
+        except Exception as exc:  # the slot map may be refreshing
+            log.debug("no cluster primaries known yet: %s", exc)
         return config.async_node_client(nodes[attempt % len(nodes)])
 
     async def _warn_about_server(self, executor: AsyncExecutor) -> None:

@@ -26,6 +26,7 @@ from ._workloop import (
     HEARTBEAT,
     IDLE_CHECK,
     Schedule,
+    WakeLiveness,
     count_failure,
     error_text,
     is_async_handler,
@@ -348,8 +349,17 @@ class _AsyncWorker:
                 self.schedule.all_due()
                 self._wake()
                 pause = 0.5
+                alive = WakeLiveness(time.monotonic())
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
+                    now = time.monotonic()
+                    if message is not None:
+                        alive.heard_from(now)
+                    elif alive.dead(now):
+                        raise TimeoutError("no PONG: the node does not answer")
+                    elif alive.should_ping(now):
+                        await pubsub.ping()
+                        alive.pinged_at(now)
                     if message is None or message.get("type") != "message":
                         continue
                     wake = parse_wake(message["data"])

@@ -195,13 +195,13 @@ class Batcher:
         config = self.config
         if not config.cluster:
             return config.client()
-        nodes = list(config.nodes)
-        if self._executor is not None:
-            try:
-                known = self._executor.client.get_primaries()
-                nodes = [(n.host, n.port) for n in known] or nodes
-            except Exception as exc:  # the slot map may be refreshing
-                log.debug("no cluster nodes known yet: %s", exc)
+        nodes = list(config.nodes)  # seeds: they may be replicas, or down
+        try:
+            executor = self._ready()  # connected: the primaries are known
+            known = executor.client.get_primaries()
+            nodes = [(n.host, n.port) for n in known] or nodes
+        except Exception as exc:  # the slot map may be refreshing
+            log.debug("no cluster primaries known yet: %s", exc)
         return config.node_client(nodes[attempt % len(nodes)])
 
     def _warn_about_server(self, executor: SyncExecutor) -> None:

@@ -27,6 +27,7 @@ from ._workloop import (
     HEARTBEAT,
     IDLE_CHECK,
     Schedule,
+    WakeLiveness,
     count_failure,
     error_text,
     lease_lost,
@@ -346,8 +347,17 @@ class _ThreadWorker:
                 self.schedule.all_due()
                 self.signal.set()
                 pause = 0.5
+                alive = WakeLiveness(time.monotonic())
                 while not self.closed.is_set():
                     message = pubsub.get_message(timeout=0.5)
+                    now = time.monotonic()
+                    if message is not None:
+                        alive.heard_from(now)
+                    elif alive.dead(now):
+                        raise TimeoutError("no PONG: the node does not answer")
+                    elif alive.should_ping(now):
+                        pubsub.ping()
+                        alive.pinged_at(now)
                     if message is None or message.get("type") != "message":
                         continue
                     wake = parse_wake(message["data"])

@@ -31,7 +31,10 @@ __all__ = [
     "RESYNC",
     "RESYNC_CLAIMS_PER_SECOND",
     "STOP_POLL",
+    "WAKE_PING",
+    "WAKE_PONG_WAIT",
     "Schedule",
+    "WakeLiveness",
     "count_failure",
     "error_text",
     "is_async_handler",
@@ -50,6 +53,11 @@ RESYNC = 30.0
 RESYNC_CLAIMS_PER_SECOND = 2.0
 # A worker records itself in the namespace this often (see Batcher.heartbeat).
 HEARTBEAT = 15.0
+# A wake connection that has been silent this long is asked for a PONG; one
+# that stays silent WAKE_PONG_WAIT more is taken for dead (a frozen node keeps
+# its connections open) and the worker listens on another node.
+WAKE_PING = 10.0
+WAKE_PONG_WAIT = 5.0
 # How often a worker given a stop event looks at it.
 STOP_POLL = 0.2
 # An idle worker warns about batches overdue by more than this.
@@ -75,6 +83,26 @@ def parse_wake(data: bytes | str) -> tuple[int, int, int] | None:
         return int(shard), int(deadline), int(now)
     except (ValueError, UnicodeDecodeError):
         return None
+
+
+class WakeLiveness:
+    """When a wake connection should be pinged, and when it is dead."""
+
+    def __init__(self, now: float) -> None:
+        self.heard = now
+        self.pinged: float | None = None
+
+    def heard_from(self, now: float) -> None:
+        self.heard, self.pinged = now, None
+
+    def should_ping(self, now: float) -> bool:
+        return self.pinged is None and now - self.heard >= WAKE_PING
+
+    def pinged_at(self, now: float) -> None:
+        self.pinged = now
+
+    def dead(self, now: float) -> bool:
+        return self.pinged is not None and now - self.pinged >= WAKE_PONG_WAIT
 
 
 class Schedule:

@@ -230,3 +230,93 @@ def _settle_with_losses(
         if got != sorted(got):
             out_of_order += 1
     return lost, repeated, out_of_order
+
+
+def test_a_worker_whose_wake_node_freezes_listens_on_another(cluster: Cluster):
+    """A node that stops answering but keeps its connections open (SIGSTOP,
+    a stalled VM) sends no error: the worker notices by a PING without PONG
+    and listens on another node, so pushes still wake it in seconds."""
+    config = RedisConfig.from_url(cluster.url, namespace="wake-frozen")
+    policy = BatchPolicy(debounce=0.1, max_wait=1.0, lease=10.0)
+    handled: dict[str, float] = {}
+    stop = threading.Event()
+    with Batcher(config, policy) as worker, Batcher(config, policy) as producer:
+        thread = threading.Thread(
+            target=worker.drain,
+            args=(lambda b: handled.setdefault(b.conversation, time.monotonic()),),
+            kwargs={"stop": stop},
+            daemon=True,
+        )
+        thread.start()
+        owner = _owners(config)  # before a node freezes: this reads the slot map
+        frozen = _wait_for_subscriber(cluster)
+        layout = producer.protocol.layout
+        others = [
+            c
+            for c in (f"4477002{i:05d}" for i in range(400))
+            if owner(layout.conversation(c).shard.ready) != frozen
+        ][:10]
+        pid = cluster.pids[cluster.ports.index(frozen)]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)
+            pushed_at = time.monotonic()
+            for conversation in others:
+                _push_until_stored(producer, conversation)
+            wait_for(
+                lambda: all(c in handled for c in others), "the pushes handled", 40
+            )
+            took = max(handled[c] for c in others) - pushed_at
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            stop.set()
+            thread.join(30)
+
+    print(f"\nwake node frozen: handled {len(others)} pushes after {took:.1f}s")
+    # WAKE_PING + WAKE_PONG_WAIT and a reconnection, not the 128 s resync.
+    assert took < 25.0
+
+
+def _wait_for_subscriber(cluster: Cluster) -> int:
+    """The port of the node on which the worker listens for wakes."""
+
+    def find() -> int | None:
+        for port in cluster.ports:
+            node = redis.Redis("127.0.0.1", port, socket_timeout=2)
+            try:
+                clients = node.client_list()
+            finally:
+                node.close()
+            if any(int(c.get("sub", 0)) > 0 for c in clients):
+                return port
+        return None
+
+    found: list[int] = []
+    wait_for(
+        lambda: bool((port := find()) and found.append(port) is None),
+        "a subscriber",
+        10,
+    )
+    return found[0]
+
+
+def _owners(config: RedisConfig):  # type: ignore[no-untyped-def]
+    client = config.client()
+    assert isinstance(client, RedisCluster)
+    slots = {s: client.nodes_manager.get_node_from_slot(s).port for s in range(16384)}
+    client.close()
+    from redis.crc import key_slot
+
+    return lambda key: slots[key_slot(key.encode())]
+
+
+def _push_until_stored(producer: Batcher, conversation: str) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            producer.push(conversation, "hi", dedupe_id=f"wamid.{conversation}")
+            return
+        except RedisUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
