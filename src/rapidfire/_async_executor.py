@@ -142,9 +142,7 @@ class AsyncExecutor:
             if long:
                 log.info("%s; trying again in %.2fs", error, delay)
             else:
-                log.warning(
-                    "Redis at %s unreachable; retrying in %.2fs", self.where, delay
-                )
+                log.warning("%s; retrying in %.2fs", error, delay)
             await anyio.sleep(delay)
             await self._drop_idle_connections()
             try:

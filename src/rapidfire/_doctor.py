@@ -88,19 +88,29 @@ def diagnose(config: RedisConfig, policy: BatchPolicy | None = None) -> Diagnosi
     return report
 
 
-def _spread(client: Any, layout: Layout) -> str:
-    """How the namespace's shards fall on the cluster's primaries."""
+def _spread(client: Any, layout: Layout) -> tuple[Level, str, str]:
+    """How the namespace's shards fall on the cluster's primaries: a warning
+    when a primary holds none, or one holds 15% more than the mean."""
     from redis.crc import key_slot
 
-    counts: dict[str, int] = {}
+    counts = {node.name: 0 for node in client.get_primaries()}
     for shard in layout.all_shards():
         node = client.nodes_manager.get_node_from_slot(key_slot(shard.ready.encode()))
         counts[node.name] = counts.get(node.name, 0) + 1
-    primaries = len(client.get_primaries())
     spread = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
-    return (
-        f"{layout.shards} shard(s) on {len(counts)} of {primaries} primaries ({spread})"
+    busiest, mean = max(counts.values()), layout.shards / len(counts)
+    text = (
+        f"{layout.shards} shard(s) on {sum(1 for n in counts.values() if n)} of"
+        f" {len(counts)} primaries ({spread})"
     )
+    if min(counts.values()) == 0 or busiest > mean * 1.15:
+        return (
+            "warning",
+            "cluster",
+            f"{text}: the busiest primary serves {busiest / mean:.2f}x its share;"
+            " more shards (RAPIDFIRE_SHARDS, in a new namespace) spread the load",
+        )
+    return "ok", "cluster", text
 
 
 def _check(client: Any, protocol: Protocol, report: Diagnosis) -> None:
@@ -115,6 +125,15 @@ def _check(client: Any, protocol: Protocol, report: Diagnosis) -> None:
     version = info.get("redis_version", "unknown")
     kind = "cluster" if cluster else "standalone"
     report.add("ok", "connection", f"Redis {version} answered in {rtt:.1f} ms ({kind})")
+    if cluster and not config.cluster:
+        report.add(
+            "error",
+            "cluster",
+            f"{config.where} is a node of a Redis Cluster, but cluster=False is"
+            " configured: this process sees only that node's slots; set"
+            " RAPIDFIRE_REDIS_CLUSTER=1 (or leave it unset to ask the server)",
+        )
+        return
 
     try:
         risks = protocol.decode_server_check(
@@ -145,8 +164,8 @@ def _check(client: Any, protocol: Protocol, report: Diagnosis) -> None:
         try:
             protocol.check_layout([None, replies[0]])
             report.add("ok", "layout", f"{config.shards} shard(s), as recorded")
-            if cluster:
-                report.add("ok", "cluster", _spread(client, layout))
+            if cluster and config.cluster:
+                report.add(*_spread(client, layout))
         except LayoutMismatchError as exc:
             report.add("error", "layout", str(exc))
             return

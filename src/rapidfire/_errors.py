@@ -144,6 +144,15 @@ def translate_error(exc: BaseException, where: str) -> StoreError:
             where=where,
             migrating=True,
         )
+    if isinstance(exc, redis.exceptions.AskError):  # MOVED too: a subclass
+        # Only a client that does not follow redirections sees one.
+        return RedisCommandError(
+            f"Redis at {where} is a node of a Redis Cluster (it answered"
+            f" {type(exc).__name__.removesuffix('Error').upper()}), but cluster=False"
+            " is configured: set RAPIDFIRE_REDIS_CLUSTER=1 (or leave it unset to"
+            " ask the server)",
+            where=where,
+        )
     if isinstance(exc, redis.exceptions.RedisClusterException):
         if "not enabled" in text:
             return RedisCommandError(

@@ -141,9 +141,7 @@ class SyncExecutor:
             if long:
                 log.info("%s; trying again in %.2fs", error, delay)
             else:
-                log.warning(
-                    "Redis at %s unreachable; retrying in %.2fs", self.where, delay
-                )
+                log.warning("%s; retrying in %.2fs", error, delay)
             time.sleep(delay)
             self._drop_idle_connections()
             try:

@@ -370,3 +370,55 @@ def test_claim_peeks_at_every_shard_once_and_claims_where_there_is_work(
     shards = {batcher.protocol.layout.shard_of(c) for c in conversations}
     assert calls == CLUSTER_SHARDS + len(shards)
     assert empty_calls == CLUSTER_SHARDS
+
+
+def test_cluster_false_on_a_cluster_node_is_named_not_a_raw_redirect(
+    cluster_config: RedisConfig,
+):
+    from rapidfire import RedisCommandError
+    from rapidfire._doctor import diagnose
+
+    seed = cluster_url().split("://", 1)[1].split(",")[0]
+    wrong = RedisConfig.from_url(
+        f"redis://{seed}", namespace=cluster_config.namespace, cluster=False
+    )
+    conversations = [f"4477001{i:05d}" for i in range(20)]  # some slots elsewhere
+    batcher = Batcher(wrong, POLICY)
+    try:
+        with pytest.raises(RedisCommandError) as refused:
+            batcher.push_many([(c, "hi") for c in conversations])
+    finally:
+        batcher.close()
+    report = diagnose(wrong)
+
+    assert "is a node of a Redis Cluster" in str(refused.value)
+    assert "RAPIDFIRE_REDIS_CLUSTER=1" in str(refused.value)
+    assert not report.healthy
+    assert any(
+        f.check == "cluster" and "cluster=False" in f.message for f in report.findings
+    )
+
+
+def test_the_doctor_warns_when_few_shards_leave_primaries_idle(
+    cluster_config: RedisConfig,
+):
+    from rapidfire._doctor import diagnose
+
+    few = dataclasses.replace(
+        cluster_config, shards=2, namespace=f"{cluster_config.namespace}-few"
+    )
+    try:
+        for config in (few, cluster_config):
+            with Batcher(config, POLICY) as batcher:
+                batcher.push("447700900123", "hi")
+        report = diagnose(few)
+        full = diagnose(cluster_config)
+    finally:
+        delete_cluster_namespace(few)
+    (spread,) = [f for f in report.findings if f.check == "cluster"]
+    (even,) = [f for f in full.findings if f.check == "cluster"]
+
+    assert spread.level == "warning"
+    assert "on 1 of 3 primaries" in spread.message or "on 2 of 3" in spread.message
+    assert even.level == "ok"
+    assert f"{CLUSTER_SHARDS} shard(s) on 3 of 3 primaries" in even.message
