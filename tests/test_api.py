@@ -315,3 +315,22 @@ def test_claim_shares_its_limit_among_the_shards_that_have_work():
     assert protocol.claim_plan(peeks, start=0, limit=20) == [(1, 4), (3, 5)]
     assert protocol.claim_plan(peeks, start=1, limit=0) == []
     assert protocol.claim_plan([(0, 0)] * 4, start=0, limit=10) == []
+
+
+@pytest.mark.parametrize("primaries", [3, 5, 10, 16, 20, 30])
+def test_256_shards_fall_evenly_on_3_to_30_primaries(primaries: int):
+    """With the slots split evenly, as redis-cli --cluster create does."""
+    from redis.crc import key_slot
+
+    from rapidfire._keys import shard_tag
+
+    slots = [key_slot(shard_tag(256, i).encode()) for i in range(256)]
+    base, extra = divmod(16384, primaries)
+    counts, start = [], 0
+    for i in range(primaries):
+        size = base + (1 if i < extra else 0)
+        counts.append(sum(start <= s < start + size for s in slots))
+        start += size
+    mean = 256 / primaries
+
+    assert max(abs(c - mean) / mean for c in counts) <= 0.10, counts

@@ -94,6 +94,8 @@ class _AsyncWorker:
         self.renew = renew
         self.shards = batcher.protocol.shard_count
         self.schedule = Schedule(self.shards, resync_period(self.shards))
+        # stats() reads 6 keys per shard: as rare as the resync on many shards.
+        self.idle_check = max(IDLE_CHECK, resync_period(self.shards))
         self.report = DrainReport()
         self.jobs: dict[str, _Job] = {}
         self.signal = anyio.Event()
@@ -196,7 +198,7 @@ class _AsyncWorker:
                     await self.batcher.heartbeat("worker")
                     if self.jobs:
                         last_busy = now
-                    elif now - last_busy >= IDLE_CHECK:
+                    elif now - last_busy >= self.idle_check:
                         last_busy = now
                         await self._check_overdue()
                 except StoreError as exc:

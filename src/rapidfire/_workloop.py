@@ -279,10 +279,10 @@ def warn_if_overdue(stats: Stats, namespace: str) -> None:
     them. One that became ready a moment ago is another worker's to take."""
     if stats.overdue and (stats.oldest_overdue or 0.0) > OVERDUE_ALARM:
         log.warning(
-            "this worker has been idle for %ds while %d batch(es) of namespace"
-            " %s are overdue (the oldest by %.0fs): do producers use another"
+            "this worker has been idle for a while and %d batch(es) of namespace"
+            " %s are overdue (the oldest by %.0fs): are its claims of some shard"
+            " failing (see the warnings before), or do producers use another"
             " layout or key prefix?",
-            IDLE_CHECK,
             stats.overdue,
             namespace,
             stats.oldest_overdue or 0.0,
