@@ -525,6 +525,8 @@ def test_the_shard_count_follows_cluster_mode_unless_set(
         ({"url": "unix:///tmp/r.sock", "cluster": True}, "needs a redis://"),
         ({"url": "memory://x", "cluster": True}, "needs a redis://"),
         ({"url": "redis://a:1,b:x"}, "invalid port"),
+        ({"url": "redis://a:1,b:+2"}, "invalid port"),
+        ({"url": "redis://a:1, b:2"}, "space in a host name"),
         ({"url": "redis://a:1,:2"}, "names no host"),
         ({"url": "redis://a:1", "cluster": "yes"}, "cluster must be True, False"),
     ],

@@ -544,7 +544,13 @@ def _parse_nodes(text: str, url: str) -> tuple[tuple[str, int], ...]:
                 f"url {_redact_url(url)!r} names no host: rapidfire does not"
                 " assume localhost (write redis://127.0.0.1:6379/0)"
             )
+        if any(c.isspace() for c in host):
+            raise ConfigurationError(
+                f"url {_redact_url(url)!r} has a space in a host name"
+            )
         try:
+            if port_text and not re.fullmatch(r"[0-9]{1,5}", port_text):
+                raise ValueError(port_text)
             port = int(port_text) if port_text else 6379
             if not 0 < port < 65536:
                 raise ValueError(port)

@@ -167,6 +167,13 @@ def translate_error(exc: BaseException, where: str) -> StoreError:
         return RedisAuthenticationError(
             f"Redis at {where} refused the credentials: {exc}", where=where
         )
+    full = getattr(redis.exceptions, "MaxConnectionsError", None)
+    if full is not None and isinstance(exc, full):
+        return RedisUnavailableError(
+            f"the connection pool for Redis at {where} is full ({exc}): raise"
+            " max_connections, or leave it unset",
+            where=where,
+        )
     if isinstance(
         exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
     ):
