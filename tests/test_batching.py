@@ -1135,6 +1135,32 @@ def test_work_whose_keys_expired_is_counted_and_logged_without_the_id(
     assert conversation not in caplog.text
 
 
+def test_a_push_after_the_messages_expired_starts_a_new_batch(
+    make_batcher: MakeBatcher, clock: FakeClock, raw: redis.Redis, config: RedisConfig
+):
+    """The records outlive the messages by a ttl; a push in that time must not
+    file its message under a batch whose messages are gone."""
+    conversation = "447700900125"
+    batcher = make_batcher(clock=clock, max_size=2)
+    first = batcher.push(conversation, 1)
+    batcher.push(conversation, 2)  # the batch is full: ready
+    (messages,) = [
+        k for k in namespace_keys(raw, config) if k.endswith(f":m:{conversation}")
+    ]
+    raw.delete(messages)  # expired: workers were away for twice the ttl
+    again = batcher.push(conversation, 3)
+    clock.advance(0.2)
+    (batch,) = batcher.claim()
+    assert batcher.ack(batch)
+    stats = batcher.stats()
+
+    assert again.batch_id != first.batch_id
+    assert batch.id == again.batch_id
+    assert batch.messages == (3,)
+    assert (stats.expired_batches, stats.expired_messages) == (1, 2)
+    assert (stats.pending, stats.in_flight, stats.stored_messages) == (0, 0, 0)
+
+
 def test_keys_that_are_missing_for_a_moment_are_not_written_off(
     make_batcher: MakeBatcher, clock: FakeClock, raw: redis.Redis, config: RedisConfig
 ):

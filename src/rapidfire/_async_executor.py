@@ -106,7 +106,9 @@ class AsyncExecutor:
                 ]
         return by_node
 
-    async def run_each(self, calls: Sequence[Call]) -> list[Any]:
+    async def run_each(
+        self, calls: Sequence[Call], *, resend: bool = True
+    ) -> list[Any]:
         """Like :meth:`run_many`, but a call that fails comes back as its
         StoreError in place of a reply, and the others' replies stand: the
         batches one claim leased must reach the caller even when another
@@ -116,8 +118,10 @@ class AsyncExecutor:
         try:
             replies = await self._send_many(calls, raise_errors=False)
         except TRANSLATED as exc:
+            # The whole pipeline failed, though on a cluster some nodes may
+            # have run their part: ``resend=False`` keeps it from running twice.
             error = translate_error(exc, self.where)
-            if not may_resend(error, calls):
+            if not (resend and may_resend(error, calls)):
                 raise error from exc
             return await self._retry(calls, error, single=False)
         return [

@@ -21,6 +21,7 @@ from ._errors import (
     InvalidArgumentError,
     LeaseLostError,
     RedisCommandError,
+    RedisUnavailableError,
     StoreError,
 )
 from ._executor import SyncExecutor
@@ -431,15 +432,22 @@ class Batcher:
             )
             usable = [(0, 0) if isinstance(p, StoreError) else p for p in peeks]
             plan = self._protocol.claim_plan(usable, start, limit)
+            # Not resent as a whole: the claims that ran leased their batches.
             replies = executor.run_each(
-                [self._protocol.claim_call(s, n) for s, n in plan]
+                [self._protocol.claim_call(s, n) for s, n in plan], resend=False
             )
             failed = [r for r in [*peeks, *replies] if isinstance(r, StoreError)]
             for (shard, _), reply in zip(plan, replies):
                 if not isinstance(reply, StoreError):
                     batches.extend((self._claimed(shard, reply)).batches)
-            if failed and len(failed) == len(peeks) + len(replies):
-                raise failed[0]
+            lasting = [f for f in failed if not isinstance(f, RedisUnavailableError)]
+            claims_failed = [r for r in replies if isinstance(r, StoreError)]
+            if not batches and (
+                lasting
+                or len(failed) == len(peeks) + len(replies)
+                or (replies and len(claims_failed) == len(replies))
+            ):
+                raise (lasting or claims_failed or failed)[0]
             if failed:
                 log.info(
                     "claim skipped %d shard(s) this time: %s", len(failed), failed[0]

@@ -105,7 +105,7 @@ class SyncExecutor:
                 ]
         return by_node
 
-    def run_each(self, calls: Sequence[Call]) -> list[Any]:
+    def run_each(self, calls: Sequence[Call], *, resend: bool = True) -> list[Any]:
         """Like :meth:`run_many`, but a call that fails comes back as its
         StoreError in place of a reply, and the others' replies stand: the
         batches one claim leased must reach the caller even when another
@@ -115,8 +115,10 @@ class SyncExecutor:
         try:
             replies = self._send_many(calls, raise_errors=False)
         except TRANSLATED as exc:
+            # The whole pipeline failed, though on a cluster some nodes may
+            # have run their part: ``resend=False`` keeps it from running twice.
             error = translate_error(exc, self.where)
-            if not may_resend(error, calls):
+            if not (resend and may_resend(error, calls)):
                 raise error from exc
             return self._retry(calls, error, single=False)
         return [

@@ -35,6 +35,21 @@ local function push_conversation(conv, keys, first, n)
   -- The last two records: the tail, and whether it is also the head.
   local head_ready = nil
   local last = redis.call('LRANGE', keys.b, -2, -1)
+  -- Records whose messages expired (workers were away for twice the ttl;
+  -- records outlive messages so that the loss can be counted): count them
+  -- expired and start afresh, so that no new message joins an old batch.
+  local stale = 0
+  if #last > 0 and redis.call('EXISTS', keys.m) == 0 then
+    local lost = 0
+    for _, raw in ipairs(redis.call('LRANGE', keys.b, 0, -1)) do
+      stale = stale + 1
+      lost = lost + parse(raw).n
+    end
+    redis.call('HINCRBY', ctx.stats, 'expired_batches', stale)
+    redis.call('HINCRBY', ctx.stats, 'expired_messages', lost)
+    redis.call('ZREM', ctx.leased, conv)
+    last = {}
+  end
   local tail = last[#last] and parse(last[#last]) or nil
   local tail_is_head = #last == 1
   local had_batches = tail ~= nil
@@ -96,6 +111,16 @@ local function push_conversation(conv, keys, first, n)
     end
   end
 
+  if stale > 0 then
+    -- Drop the expired records: after the new ones when there are some (the
+    -- list never empties), or with the list when every message was a duplicate.
+    if pushed > 0 then
+      redis.call('LTRIM', keys.b, stale, -1)
+    else
+      redis.call('DEL', keys.b)
+      redis.call('ZREM', ctx.ready, conv)
+    end
+  end
   if pushed > 0 then
     -- Only a push into the head batch moves the conversation's ready time. An
     -- open head is never leased, so the conversation is in the ready index (or
