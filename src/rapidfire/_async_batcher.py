@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
+from redis.crc import key_slot
 
 from ._async_executor import AsyncExecutor
 from ._codec import Codec
@@ -189,6 +190,19 @@ class AsyncBatcher:
             config = await config.adetect()
             self._protocol = self._protocol.with_config(config)
         return config
+
+    def _shard_node(self, shard: int) -> str | None:
+        """On a cluster, the ``host:port`` of the primary serving ``shard``
+        as far as this batcher knows; None elsewhere (workers use it to keep
+        serving the other nodes when one is away)."""
+        executor = self._executor
+        if executor is None or not executor.cluster:
+            return None
+        try:
+            slot = key_slot(self._protocol.layout.shard(shard).ready.encode())
+            return str(executor.client.nodes_manager.get_node_from_slot(slot).name)
+        except Exception:  # the slot map may be refreshing
+            return None
 
     async def wake_client(self, attempt: int = 0) -> Any:
         """A new client for the wake channel (workers use it; close it after).

@@ -147,16 +147,34 @@ class _AsyncWorker:
                 shards = range(self.shards) if idle_check else self.schedule.due(now)
                 tried, failed = 0, 0
                 error: RedisUnavailableError | None = None
+                away: set[str] = set()  # cluster nodes that failed this round
                 for shard in shards:
                     epoch = self.schedule.epoch(shard)
                     tried += 1
+                    if away and self.batcher._shard_node(shard) in away:
+                        failed += 1
+                        self.schedule.failed(shard, time.monotonic())
+                        continue
                     try:
                         result = await self.batcher.claim_shard(shard, free)
                     except RedisUnavailableError as exc:
                         failed, error = failed + 1, exc
                         if not (exc.refused or exc.migrating):
-                            tried = failed  # Redis itself is away: stop here
-                            break
+                            node = self.batcher._shard_node(shard)
+                            if node is None:
+                                tried = failed  # Redis itself is away: stop here
+                                break
+                            # One primary is away: serve the others meanwhile.
+                            if node not in away:
+                                log.warning(
+                                    "claims on %s failed: %s; its shards are"
+                                    " tried again after a backoff",
+                                    node,
+                                    exc,
+                                )
+                            away.add(node)
+                            self.schedule.failed(shard, time.monotonic())
+                            continue
                         # This shard only (its slot is migrating): it is
                         # tried again after a backoff; the others go on.
                         if self.schedule.failed(shard, time.monotonic()) == 1:
