@@ -26,8 +26,10 @@ from ._workloop import (
     AWAITABLE_RETURNED,
     HEARTBEAT,
     IDLE_CHECK,
+    ClaimRound,
     Schedule,
     WakeLiveness,
+    backoff,
     count_failure,
     error_text,
     lease_lost,
@@ -144,40 +146,16 @@ class _ThreadWorker:
             if stop_at is None and free > 0:
                 idle_check = self.until_idle and not self.jobs
                 shards = range(self.shards) if idle_check else self.schedule.due(now)
-                tried, failed = 0, 0
-                error: RedisUnavailableError | None = None
-                away: set[str] = set()  # cluster nodes that failed this round
+                claims = ClaimRound(self.schedule, self.batcher._shard_node)
                 for shard in shards:
                     epoch = self.schedule.epoch(shard)
-                    tried += 1
-                    if away and self.batcher._shard_node(shard) in away:
-                        failed += 1
-                        self.schedule.failed(shard, time.monotonic())
+                    if claims.skip(shard):
                         continue
                     try:
                         result = self.batcher.claim_shard(shard, free)
                     except RedisUnavailableError as exc:
-                        failed, error = failed + 1, exc
-                        if not (exc.refused or exc.migrating):
-                            node = self.batcher._shard_node(shard)
-                            if node is None:
-                                tried = failed  # Redis itself is away: stop here
-                                break
-                            # One primary is away: serve the others meanwhile.
-                            if node not in away:
-                                log.warning(
-                                    "claims on %s failed: %s; its shards are"
-                                    " tried again after a backoff",
-                                    node,
-                                    exc,
-                                )
-                            away.add(node)
-                            self.schedule.failed(shard, time.monotonic())
-                            continue
-                        # This shard only (its slot is migrating): it is
-                        # tried again after a backoff; the others go on.
-                        if self.schedule.failed(shard, time.monotonic()) == 1:
-                            log.warning("claim of shard %d failed: %s", shard, exc)
+                        if claims.failed_on(shard, exc):
+                            break
                         continue
                     self.schedule.claimed(
                         shard,
@@ -192,11 +170,12 @@ class _ThreadWorker:
                     free -= len(result.batches)
                     if free <= 0:
                         break
-                if error is not None and failed == tried:
+                error = claims.outage
+                if error is not None:
                     # Every claim failed: Redis itself is away. Wait, then
                     # claim every shard once it answers.
                     failures += 1
-                    pause = min(10.0, 0.5 * 2 ** min(failures, 5))
+                    pause = backoff(failures)
                     log.warning("claim failed (%s); retrying in %.1fs", error, pause)
                     self.schedule.all_due()
                     self.closed.wait(pause)
@@ -370,14 +349,8 @@ class _ThreadWorker:
                 alive = WakeLiveness(time.monotonic())
                 while not self.closed.is_set():
                     message = pubsub.get_message(timeout=0.5)
-                    now = time.monotonic()
-                    if message is not None:
-                        alive.heard_from(now)
-                    elif alive.dead(now):
-                        raise TimeoutError("no PONG: the node does not answer")
-                    elif alive.should_ping(now):
+                    if alive.ping_due(message, time.monotonic()):
                         pubsub.ping()
-                        alive.pinged_at(now)
                     if message is None or message.get("type") != "message":
                         continue
                     wake = parse_wake(message["data"])

@@ -16,8 +16,10 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
+from ._errors import RedisUnavailableError
 from ._logging import mask
 from ._models import Batch, DrainReport, Stats
 from ._protocol import NackOutcome
@@ -33,8 +35,10 @@ __all__ = [
     "STOP_POLL",
     "WAKE_PING",
     "WAKE_PONG_WAIT",
+    "ClaimRound",
     "Schedule",
     "WakeLiveness",
+    "backoff",
     "count_failure",
     "error_text",
     "is_async_handler",
@@ -70,6 +74,12 @@ IDLE_CHECK = 60.0
 SLACK = 0.001
 
 
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failures in a row: 0.5 s doubling
+    to at most 10 s."""
+    return min(10.0, 0.5 * 2.0 ** min(failures, 5))
+
+
 def resync_period(shards: int) -> float:
     """Seconds between an idle worker's claims of every shard."""
     return max(RESYNC, shards / RESYNC_CLAIMS_PER_SECOND)
@@ -92,17 +102,21 @@ class WakeLiveness:
         self.heard = now
         self.pinged: float | None = None
 
-    def heard_from(self, now: float) -> None:
-        self.heard, self.pinged = now, None
-
-    def should_ping(self, now: float) -> bool:
-        return self.pinged is None and now - self.heard >= WAKE_PING
-
-    def pinged_at(self, now: float) -> None:
-        self.pinged = now
-
-    def dead(self, now: float) -> bool:
-        return self.pinged is not None and now - self.pinged >= WAKE_PONG_WAIT
+    def ping_due(self, message: object, now: float) -> bool:
+        """After a read of the connection (``message`` None when nothing
+        came): True when it should be sent a PING now. Raises TimeoutError
+        when a PING went unanswered."""
+        if message is not None:
+            self.heard, self.pinged = now, None
+            return False
+        if self.pinged is not None:
+            if now - self.pinged >= WAKE_PONG_WAIT:
+                raise TimeoutError("no PONG: the node does not answer")
+            return False
+        if now - self.heard >= WAKE_PING:
+            self.pinged = now
+            return True
+        return False
 
 
 class Schedule:
@@ -149,7 +163,7 @@ class Schedule:
         with self._lock:
             self._failures[shard] += 1
             streak = self._failures[shard]
-            self._due[shard] = at + min(10.0, 0.5 * 2 ** min(streak - 1, 5))
+            self._due[shard] = at + backoff(streak - 1)
         return streak
 
     def woken(
@@ -187,6 +201,65 @@ class Schedule:
 
 
 log = logging.getLogger("rapidfire.worker")
+
+
+class ClaimRound:
+    """The bookkeeping of one round of a worker's claims over its due shards.
+
+    A shard whose claim a slot migration refused backs off on its own; when a
+    cluster node does not answer, every shard on it backs off and the other
+    nodes are served; when Redis as a whole is away, the round stops and the
+    worker pauses (:attr:`outage`). ``shard_node`` names a shard's node, or
+    None off a cluster.
+    """
+
+    def __init__(
+        self, schedule: Schedule, shard_node: Callable[[int], str | None]
+    ) -> None:
+        self.schedule = schedule
+        self.shard_node = shard_node
+        self.tried = self.failed = 0
+        self.error: RedisUnavailableError | None = None
+        self.away: set[str] = set()  # cluster nodes that failed this round
+
+    def skip(self, shard: int) -> bool:
+        """Count ``shard`` as tried; True when its node failed this round."""
+        self.tried += 1
+        if self.away and self.shard_node(shard) in self.away:
+            self.failed += 1
+            self.schedule.failed(shard, time.monotonic())
+            return True
+        return False
+
+    def failed_on(self, shard: int, exc: RedisUnavailableError) -> bool:
+        """The claim of ``shard`` failed; True when the round must stop."""
+        self.failed, self.error = self.failed + 1, exc
+        if exc.refused or exc.migrating:
+            # This shard only (its slot is migrating); the others go on.
+            if self.schedule.failed(shard, time.monotonic()) == 1:
+                log.warning("claim of shard %d failed: %s", shard, exc)
+            return False
+        node = self.shard_node(shard)
+        if node is None:
+            self.tried = self.failed  # Redis itself is away: stop here
+            return True
+        # One primary is away: serve the others meanwhile.
+        if node not in self.away:
+            log.warning(
+                "claims on %s failed: %s; its shards are tried again after a backoff",
+                node,
+                exc,
+            )
+        self.away.add(node)
+        self.schedule.failed(shard, time.monotonic())
+        return False
+
+    @property
+    def outage(self) -> RedisUnavailableError | None:
+        """The error, when every claim of the round failed."""
+        if self.error is not None and self.failed == self.tried:
+            return self.error
+        return None
 
 
 # Written here, not in the generated sync batcher, whose source rules would
