@@ -444,41 +444,43 @@ class AsyncBatcher:
         shards = self._protocol.shard_count
         start, self._next_shard = self._next_shard, (self._next_shard + 1) % shards
         if shards > WALK_SHARDS:
-            # One round trip to see where there is work, one to claim it.
-            # A shard whose peek or claim fails (its slot is migrating, say)
-            # is left for the next call; the other shards' batches stand.
-            executor = await self._ready()
-            peeks = await executor.run_each(
-                [self._protocol.peek_call(s) for s in range(shards)]
-            )
-            usable = [(0, 0) if isinstance(p, StoreError) else p for p in peeks]
-            plan = self._protocol.claim_plan(usable, start, limit)
-            # Not resent as a whole: the claims that ran leased their batches.
-            replies = await executor.run_each(
-                [self._protocol.claim_call(s, n) for s, n in plan], resend=False
-            )
-            failed = [r for r in [*peeks, *replies] if isinstance(r, StoreError)]
-            for (shard, _), reply in zip(plan, replies):
-                if not isinstance(reply, StoreError):
-                    batches.extend((await self._claimed(shard, reply)).batches)
-            lasting = [f for f in failed if not isinstance(f, RedisUnavailableError)]
-            claims_failed = [r for r in replies if isinstance(r, StoreError)]
-            if not batches and (
-                lasting
-                or len(failed) == len(peeks) + len(replies)
-                or (replies and len(claims_failed) == len(replies))
-            ):
-                raise (lasting or claims_failed or failed)[0]
-            if failed:
-                log.info(
-                    "claim skipped %d shard(s) this time: %s", len(failed), failed[0]
-                )
-            return batches
+            return await self._claim_where_work_is(start, limit)
         for i in range(shards):
             result = await self.claim_shard((start + i) % shards, limit - len(batches))
             batches.extend(result.batches)
             if len(batches) >= limit:
                 break
+        return batches
+
+    async def _claim_where_work_is(self, start: int, limit: int) -> list[Batch]:
+        """claim() on many shards: one round trip to see where there is work,
+        one to claim it. A shard whose peek or claim fails (its slot is
+        migrating, say) is left for the next call, and the other shards'
+        batches stand; the call raises only when it claimed nothing and no
+        claim could run, or a failure was more than a passing one."""
+        executor = await self._ready()
+        shards = range(self._protocol.shard_count)
+        peeks = await executor.run_each([self._protocol.peek_call(s) for s in shards])
+        usable = [(0, 0) if isinstance(p, StoreError) else p for p in peeks]
+        plan = self._protocol.claim_plan(usable, start, limit)
+        # Not resent as a whole: the claims that ran leased their batches.
+        replies = await executor.run_each(
+            [self._protocol.claim_call(s, n) for s, n in plan], resend=False
+        )
+        batches: list[Batch] = []
+        for (shard, _), reply in zip(plan, replies):
+            if not isinstance(reply, StoreError):
+                batches.extend((await self._claimed(shard, reply)).batches)
+        failed = [r for r in [*peeks, *replies] if isinstance(r, StoreError)]
+        lasting = [f for f in failed if not isinstance(f, RedisUnavailableError)]
+        claims_failed = [r for r in replies if isinstance(r, StoreError)]
+        none_ran = all(isinstance(p, StoreError) for p in peeks) or (
+            replies and len(claims_failed) == len(replies)
+        )
+        if not batches and (lasting or none_ran):
+            raise (lasting or claims_failed or failed)[0]
+        if failed:
+            log.info("claim skipped %d shard(s) this time: %s", len(failed), failed[0])
         return batches
 
     async def claim_shard(self, shard: int, limit: int) -> ClaimResult:
