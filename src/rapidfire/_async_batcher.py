@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import anyio
-from redis.crc import key_slot
 
 from ._async_executor import AsyncExecutor
 from ._codec import Codec
@@ -199,7 +198,7 @@ class AsyncBatcher:
         if executor is None or not executor.cluster:
             return None
         try:
-            slot = key_slot(self._protocol.layout.shard(shard).ready.encode())
+            slot = self._protocol.layout.shard(shard).slot
             return str(executor.client.nodes_manager.get_node_from_slot(slot).name)
         except Exception:  # the slot map may be refreshing
             return None

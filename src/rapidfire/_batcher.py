@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from redis.crc import key_slot
-
 from ._codec import Codec
 from ._config import RedisConfig
 from ._errors import (
@@ -195,7 +193,7 @@ class Batcher:
         if executor is None or not executor.cluster:
             return None
         try:
-            slot = key_slot(self._protocol.layout.shard(shard).ready.encode())
+            slot = self._protocol.layout.shard(shard).slot
             return str(executor.client.nodes_manager.get_node_from_slot(slot).name)
         except Exception:  # the slot map may be refreshing
             return None

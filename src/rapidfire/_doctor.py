@@ -91,11 +91,9 @@ def diagnose(config: RedisConfig, policy: BatchPolicy | None = None) -> Diagnosi
 def _spread(client: Any, layout: Layout) -> tuple[Level, str, str]:
     """How the namespace's shards fall on the cluster's primaries: a warning
     when a primary holds none, or one holds 15% more than the mean."""
-    from redis.crc import key_slot
-
     counts = {node.name: 0 for node in client.get_primaries()}
     for shard in layout.all_shards():
-        node = client.nodes_manager.get_node_from_slot(key_slot(shard.ready.encode()))
+        node = client.nodes_manager.get_node_from_slot(shard.slot)
         counts[node.name] = counts.get(node.name, 0) + 1
     spread = ", ".join(f"{name}: {n}" for name, n in sorted(counts.items()))
     busiest, mean = max(counts.values()), layout.shards / len(counts)

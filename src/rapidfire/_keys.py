@@ -63,6 +63,11 @@ class ShardKeys:
         """ready, leased and stats, encoded once for the hot push path."""
         return (self.ready.encode(), self.leased.encode(), self.stats.encode())
 
+    @functools.cached_property
+    def slot(self) -> int:
+        """The Redis Cluster hash slot of every key of the shard."""
+        return int(key_slot(self.ready.encode()))
+
     def dead_letter(self, batch_id: str) -> tuple[str, str]:
         """The hash and message list of one dead letter."""
         return f"{self.prefix}dl:{batch_id}", f"{self.prefix}dm:{batch_id}"
