@@ -225,15 +225,13 @@ class RedisConfig:
         """This config with cluster mode (and so the default shard count)
         learned from the server when it was left to detection; otherwise
         the config itself. Connects once to the first node."""
-        if self.resolved:
-            return self
-        if self.cluster is not None or self.is_memory or self.scheme == "unix":
-            return replace(self, cluster=bool(self.cluster))
+        known = self._known_without_asking()
+        if known is not None:
+            return known
         import redis as redis_sync
 
-        options = self._client_options()
-        options["db"] = 0  # SELECT fails on a cluster, which is what we ask
-        client = redis_sync.Redis(**options)
+        # db 0: SELECT fails on a cluster, which is what this asks.
+        client = redis_sync.Redis(**self._node_options(None))
         try:
             with _translated(self):
                 info = client.info("cluster")
@@ -243,21 +241,26 @@ class RedisConfig:
 
     async def adetect(self) -> RedisConfig:
         """:meth:`detect` for asyncio code."""
-        if self.resolved:
-            return self
-        if self.cluster is not None or self.is_memory or self.scheme == "unix":
-            return replace(self, cluster=bool(self.cluster))
+        known = self._known_without_asking()
+        if known is not None:
+            return known
         import redis.asyncio as redis_async
 
-        options = self._client_options()
-        options["db"] = 0
-        client = redis_async.Redis(**options)
+        client = redis_async.Redis(**self._node_options(None))
         try:
             with _translated(self):
                 info = await client.info("cluster")
         finally:
             await client.aclose()
         return self._detected(info)
+
+    def _known_without_asking(self) -> RedisConfig | None:
+        """The resolved config when no server need be asked, else None."""
+        if self.resolved:
+            return self
+        if self.cluster is not None or self.is_memory or self.scheme == "unix":
+            return replace(self, cluster=bool(self.cluster))
+        return None
 
     def _detected(self, info: Mapping[str, Any]) -> RedisConfig:
         cluster = str(info.get("cluster_enabled", 0)) == "1"
