@@ -166,6 +166,32 @@ def score_pairs(reply: Sequence[Any]) -> list[tuple[Any, float]]:
     return [(m, float(s)) for m, s in zip(reply[::2], reply[1::2])]
 
 
+def _check_id(
+    value: object, field: str, kind: str, limit: int, *, preview: bool = False
+) -> str:
+    """A non-empty str of at most ``limit`` UTF-8 bytes, or the error naming
+    ``field`` and the value (cut short; ``preview`` shows the start of one
+    that is too long)."""
+    if not isinstance(value, str):
+        raise ArgumentTypeError(
+            f"{field} must be {kind}, got {type(value).__name__} {value!r:.80}"
+        )
+    if not value:
+        raise InvalidArgumentError(f"{field} must not be empty, got ''")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidArgumentError(
+            f"{field} must be valid Unicode, got {value!r:.80}"
+        ) from None
+    if size > limit:
+        raise InvalidArgumentError(
+            f"{field} must be at most {limit} bytes, got {size} bytes"
+            + (f" ({value[:40]!r}...)" if preview else "")
+        )
+    return value
+
+
 class Protocol:
     """Builds and decodes the requests of one namespace under one policy."""
 
@@ -220,47 +246,14 @@ class Protocol:
     def check_conversation(
         self, conversation: object, field: str = "conversation"
     ) -> str:
-        if not isinstance(conversation, str):
-            raise ArgumentTypeError(
-                f"{field} must be a str, got {type(conversation).__name__}"
-                f" {conversation!r:.80}"
-            )
-        if not conversation:
-            raise InvalidArgumentError(f"{field} must not be empty, got ''")
-        try:
-            size = len(conversation.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise InvalidArgumentError(
-                f"{field} must be valid Unicode, got {conversation!r:.80}"
-            ) from None
-        if size > MAX_CONVERSATION_BYTES:
-            raise InvalidArgumentError(
-                f"{field} must be at most {MAX_CONVERSATION_BYTES} bytes,"
-                f" got {size} bytes ({conversation[:40]!r}...)"
-            )
-        return conversation
+        return _check_id(
+            conversation, field, "a str", MAX_CONVERSATION_BYTES, preview=True
+        )
 
     def check_dedupe(self, dedupe_id: object, field: str = "dedupe_id") -> str:
         if dedupe_id is None:
             return ""
-        if not isinstance(dedupe_id, str):
-            raise ArgumentTypeError(
-                f"{field} must be a str or None, got {type(dedupe_id).__name__}"
-                f" {dedupe_id!r:.80}"
-            )
-        if not dedupe_id:
-            raise InvalidArgumentError(f"{field} must not be empty, got ''")
-        try:
-            size = len(dedupe_id.encode("utf-8"))
-        except UnicodeEncodeError:
-            raise InvalidArgumentError(
-                f"{field} must be valid Unicode, got {dedupe_id!r:.80}"
-            ) from None
-        if size > MAX_DEDUPE_BYTES:
-            raise InvalidArgumentError(
-                f"{field} must be at most {MAX_DEDUPE_BYTES} bytes, got {size} bytes"
-            )
-        return dedupe_id
+        return _check_id(dedupe_id, field, "a str or None", MAX_DEDUPE_BYTES)
 
     def encode_message(self, message: object, field: str = "message") -> bytes:
         try:
