@@ -21,7 +21,13 @@ $(STAMP): pyproject.toml $(BOT_REQUIREMENTS)
 demo: $(STAMP)
 	$(BIN)/rapidfire demo
 
+# A Redis on 127.0.0.1:6379 that answers is used too (database 9, and 11 for
+# the two-database test) unless RAPIDFIRE_TEST_REDIS_URL names another; the
+# pytest header says which servers the suite ran on.
 test: $(STAMP)
+	@url="$${RAPIDFIRE_TEST_REDIS_URL:-$$($(PYTHON) tests/local_redis.py 2>/dev/null)}"; \
+	RAPIDFIRE_TEST_REDIS_URL="$$url" \
+	RAPIDFIRE_TEST_OTHER_DB="$${RAPIDFIRE_TEST_OTHER_DB:-11}" \
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
